@@ -1,0 +1,61 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Small helpers shared by the layers: argument checks and the conv -> norm -> act unit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn as nn
+from monai.networks.blocks import Convolution
+from monai.networks.layers.factories import Act
+
+__all__ = ["check_spatial_dims", "conv_norm_act", "resolve_norm"]
+
+# MONAI's activation factory has "swish" (its own two-kernel x * sigmoid(alpha * x)) but not PyTorch's fused SiLU,
+# which the papers' reference code uses. Register it once so "silu" works in code and in bundle configs.
+if "SILU" not in Act.components:
+    Act.add_factory_class("SILU", nn.SiLU, "torch.nn.SiLU (x * sigmoid(x)), fused in PyTorch")
+
+
+def check_spatial_dims(spatial_dims: int) -> int:
+    """Return ``spatial_dims`` if it is 2 or 3, else raise a ValueError that says so."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
+    return int(spatial_dims)
+
+
+def resolve_norm(norm: str | tuple | None, spatial_dims: int, default_2d: str | tuple, default_3d: str | tuple):
+    """Pick the per-dimension default when ``norm`` is None (the reference code uses different norms in 2D and 3D)."""
+    if norm is not None:
+        return norm
+    return default_2d if spatial_dims == 2 else default_3d
+
+
+def conv_norm_act(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: Sequence[int] | int = 3,
+    norm: str | tuple | None = "batch",
+    act: str | tuple | None = "relu",
+    bias: bool = False,
+    groups: int = 1,
+    ordering: str = "NA",
+) -> nn.Module:
+    """A MONAI ``Convolution`` (conv, then norm and activation in ``ordering``), with "same" padding.
+
+    ``norm`` and ``act`` take anything ``monai.networks.layers.factories`` accepts: a name or a ``(name, kwargs)`` pair.
+    """
+    return Convolution(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        kernel_size=kernel_size,
+        strides=1,
+        act=act,
+        norm=norm,
+        bias=bias,
+        groups=groups,
+        adn_ordering=ordering,
+    )

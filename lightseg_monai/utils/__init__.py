@@ -1,0 +1,9 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Utilities: model complexity counting."""
+
+from __future__ import annotations
+
+from .complexity import count_flops, count_macs, count_parameters
+
+__all__ = ["count_flops", "count_macs", "count_parameters"]

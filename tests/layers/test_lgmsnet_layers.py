@@ -1,0 +1,73 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightseg_monai.layers import GMSBlock, LMSBlock, MultiKernelDepthwiseConv, PatchAttention, patchify, unpatchify
+
+
+def _plain_attention(mod: PatchAttention, x: torch.Tensor) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d)) V written out, with the module's own weights."""
+    b, n, _ = x.shape
+    h, d = mod.heads, mod.dim_head
+    q, k, v = mod.qkv(mod.norm(x)).chunk(3, dim=-1)
+    q, k, v = (t.reshape(b, n, h, d).transpose(1, 2) for t in (q, k, v))
+    attn = torch.softmax(q @ k.transpose(-1, -2) / d**0.5, dim=-1)
+    out = (attn @ v).transpose(1, 2).reshape(b, n, h * d)
+    return mod.proj(out)
+
+
+@pytest.mark.parametrize("heads,dim_head,dim", [(4, 8, 96), (2, 16, 48), (1, 8, 8)])
+def test_fused_attention_equals_softmax_formula(heads, dim_head, dim):
+    torch.manual_seed(0)
+    mod = PatchAttention(dim, heads, dim_head).eval()
+    x = torch.randn(3, 37, dim)
+    torch.testing.assert_close(mod(x), _plain_attention(mod, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,patch", [((2, 5, 8, 12), [2, 2]), ((1, 3, 4, 6, 8), [2, 2, 2]), ((1, 2, 6, 9), [3, 3])])
+def test_patchify_round_trip_and_grouping(shape, patch):
+    x = torch.randn(shape)
+    t = patchify(x, patch)
+    nd = len(shape) - 2
+    n_pos = 1
+    for p in patch:
+        n_pos *= p
+    assert t.shape == (shape[0] * n_pos, x[0, 0].numel() // n_pos, shape[1])
+    torch.testing.assert_close(unpatchify(t, shape[0], list(shape[2:]), patch), x)
+    # sequence 0 of batch 0 holds the top-left pixel of every patch, patches in raster order
+    sl = (0, slice(None)) + tuple(slice(0, None, p) for p in patch)
+    torch.testing.assert_close(t[0], x[sl].reshape(shape[1], -1).T)
+    assert nd == len(patch)
+
+
+def test_multi_kernel_depthwise_equals_separate_convs():
+    torch.manual_seed(0)
+    mod = MultiKernelDepthwiseConv(2, 8, (3, 5, 7, 9))
+    x = torch.randn(2, 8, 16, 16)
+    parts = x.split(2, dim=1)
+    ref = torch.cat([F.conv2d(p, c.weight, c.bias, padding=c.kernel_size[0] // 2, groups=2) for p, c in zip(parts, mod.convs)], 1)
+    torch.testing.assert_close(mod(x), ref)
+    assert [c.kernel_size for c in mod.convs] == [(3, 3), (5, 5), (7, 7), (9, 9)]
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_blocks_keep_shape(spatial_dims):
+    x = torch.randn((2, 16) + (8,) * spatial_dims)
+    assert LMSBlock(spatial_dims, 16).eval()(x).shape == x.shape
+    y = GMSBlock(spatial_dims, 16, 32).eval()(x)
+    assert y.shape == (2, 32) + (8,) * spatial_dims
+
+
+def test_layer_argument_errors():
+    with pytest.raises(ValueError, match="divide"):
+        MultiKernelDepthwiseConv(2, 10, (3, 5, 7, 9))
+    with pytest.raises(ValueError, match="odd"):
+        MultiKernelDepthwiseConv(2, 8, (3, 4))
+    with pytest.raises(ValueError, match="spatial_dims"):
+        LMSBlock(1, 16)
+    with pytest.raises(ValueError, match="patch_size"):
+        GMSBlock(2, 8, 16)(torch.randn(1, 8, 5, 6))
