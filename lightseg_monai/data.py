@@ -1,0 +1,157 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Datalists for the bundles: MSD-style ``dataset.json`` files and inference inputs, checked with clear errors.
+
+A dataset directory holds ``dataset.json`` (Medical Segmentation Decathlon layout) whose ``training`` list has
+``{"image": ..., "label": ...}`` items with paths relative to the directory. A ``validation`` list is used when
+present; otherwise a fixed share of ``training`` is held out (deterministically, the last items after sorting).
+Images can be NIfTI, NRRD, MHA/MHD or DICOM series folders; MONAI's readers load them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+__all__ = ["IMAGE_EXTENSIONS", "load_datalist", "inference_datalist"]
+
+IMAGE_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+def _is_image_file(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _is_dicom_dir(path: str) -> bool:
+    if not os.path.isdir(path):
+        return False
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if os.path.isfile(full):
+            if name.lower().endswith(".dcm"):
+                return True
+            with open(full, "rb") as f:
+                head = f.read(132)
+            if head[128:132] == b"DICM":
+                return True
+    return False
+
+
+def _check_exists(path: str, source: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{source}: {path} does not exist.")
+    if os.path.isdir(path) and not _is_dicom_dir(path):
+        raise ValueError(f"{source}: {path} is a folder but holds no DICOM files (expected a DICOM series folder).")
+    if os.path.isfile(path) and not _is_image_file(path):
+        raise ValueError(f"{source}: {path} is not a supported image file ({', '.join(IMAGE_EXTENSIONS)}).")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ValueError(f"{source}: {path} is empty.")
+
+
+def load_datalist(
+    dataset_dir: str,
+    split: str = "training",
+    val_fraction: float = 0.2,
+    keys: Sequence[str] = ("image", "label"),
+    check_files: bool = True,
+) -> list[dict]:
+    """Read ``dataset_dir/dataset.json`` and return the ``split`` items with absolute paths.
+
+    Args:
+        dataset_dir: folder holding ``dataset.json``.
+        split: "training", "validation" or "test". Without a "validation" list, "training" returns the first
+            ``1 - val_fraction`` of the sorted training items and "validation" the rest.
+        val_fraction: held-out share when the file has no "validation" list.
+        keys: keys each item must have (test items need only "image").
+        check_files: check that every referenced file exists and has a supported format.
+
+    Raises:
+        FileNotFoundError / ValueError naming ``dataset.json`` or the bad file, with what is wrong.
+    """
+    path = os.path.join(dataset_dir, "dataset.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} not found: dataset_dir must hold an MSD-style dataset.json (see the bundle's docs/README.md; "
+            "'python -m lightseg_monai sample-data DIR' builds one from real sample scans)."
+        )
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path} must hold a JSON object with a 'training' list.")
+    if split not in ("training", "validation", "test"):
+        raise ValueError(f"split must be 'training', 'validation' or 'test', got {split!r}.")
+
+    def items(name: str) -> list[dict]:
+        raw = spec.get(name, [])
+        if not isinstance(raw, list):
+            raise ValueError(f"{path}: '{name}' must be a list.")
+        out = []
+        for i, it in enumerate(raw):
+            if isinstance(it, str):  # MSD test lists hold bare paths
+                it = {"image": it}
+            if not isinstance(it, dict):
+                raise ValueError(f"{path}: item {i} of '{name}' must be an object or a path, got {type(it).__name__}.")
+            need = ("image",) if name == "test" else tuple(keys)
+            missing = [k for k in need if k not in it]
+            if missing:
+                raise ValueError(f"{path}: item {i} of '{name}' lacks {missing}.")
+            new = dict(it)
+            for k in need:
+                new[k] = os.path.normpath(os.path.join(dataset_dir, str(it[k])))
+                if check_files:
+                    _check_exists(new[k], f"{path} ('{name}' item {i}, key '{k}')")
+            out.append(new)
+        return out
+
+    if split == "test":
+        return items("test")
+    if "validation" in spec:
+        return items(split)
+    train = sorted(items("training"), key=lambda d: d["image"])
+    if not train:
+        raise ValueError(f"{path}: the 'training' list is empty.")
+    n_val = max(1, int(round(len(train) * val_fraction))) if len(train) > 1 else 0
+    if split == "validation":
+        return train[len(train) - n_val :] if n_val else list(train)
+    return train[: len(train) - n_val]
+
+
+def inference_datalist(source: str | Sequence[str]) -> list[dict]:
+    """Inference inputs as ``[{"image": path}]``.
+
+    ``source`` may be: an image file; a DICOM series folder; a folder of image files and/or DICOM series folders; a
+    dataset folder with ``dataset.json`` (its "test" list, else its ``imagesTs`` folder); or a list of any of these.
+    """
+    if not isinstance(source, str):
+        out: list[dict] = []
+        for s in source:
+            out.extend(inference_datalist(s))
+        return out
+    src = os.path.abspath(os.path.expanduser(source))
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"inference input {source} does not exist.")
+    if os.path.isfile(src):
+        _check_exists(src, "inference input")
+        return [{"image": src}]
+    if _is_dicom_dir(src):
+        return [{"image": src}]
+    if os.path.isfile(os.path.join(src, "dataset.json")):
+        test = load_datalist(src, "test")
+        if test:
+            return test
+        if os.path.isdir(os.path.join(src, "imagesTs")):
+            return inference_datalist(os.path.join(src, "imagesTs"))
+    found = []
+    for name in sorted(os.listdir(src)):
+        full = os.path.join(src, name)
+        if (os.path.isfile(full) and _is_image_file(full) and not name.startswith(".")) or _is_dicom_dir(full):
+            found.append({"image": full})
+    if not found:
+        raise ValueError(
+            f"inference input {source} holds no image files ({', '.join(IMAGE_EXTENSIONS)}) or DICOM series folders."
+        )
+    return found

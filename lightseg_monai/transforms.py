@@ -1,0 +1,82 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Transforms and writers the bundles use beside MONAI's own.
+
+- :class:`Spacingd`: MONAI's ``Spacingd`` that tolerates string items named ``<key>_*`` in the data dictionary.
+  MONAI Label 0.8.5 adds ``image_path`` (a string); monai 1.6.1's ``Spacingd`` then calls ``.update()`` on every
+  ``image_*`` item of a NIfTI input and fails with ``AttributeError: 'str' object has no attribute 'update'``.
+- :class:`AtomicNibabelWriter` / :class:`AtomicITKWriter`: MONAI's writers, writing to a temporary file beside the
+  target and renaming it into place, so an output file is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Hashable, Mapping
+
+from monai.data import ITKWriter, NibabelWriter
+from monai.transforms import Spacingd as _MonaiSpacingd
+
+__all__ = ["Spacingd", "AtomicNibabelWriter", "AtomicITKWriter", "atomic_path"]
+
+
+class Spacingd(_MonaiSpacingd):
+    """``monai.transforms.Spacingd`` that keeps non-dictionary ``<key>_*`` items (e.g. MONAI Label's ``image_path``)
+    out of the metadata update it performs on NIfTI inputs, and puts them back unchanged afterwards."""
+
+    def __call__(self, data: Mapping[Hashable, object], lazy: bool | None = None):  # type: ignore[override]
+        d = dict(data)
+        held = {}
+        for key in self.keys:
+            for k in list(d):
+                if isinstance(k, str) and k.startswith(f"{key}_") and not isinstance(d[k], dict):
+                    held[k] = d.pop(k)
+        out = super().__call__(d, lazy=lazy)
+        out.update(held)
+        return out
+
+
+def _suffix(filename: str) -> str:
+    name = os.path.basename(filename)
+    for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".png"):
+        if name.lower().endswith(ext):
+            return ext
+    return os.path.splitext(name)[1]
+
+
+class atomic_path:
+    """Context manager yielding a temporary path beside ``filename`` (same extension), renamed onto ``filename`` on
+    success and deleted on failure."""
+
+    def __init__(self, filename: str):
+        self.filename = os.fspath(filename)
+
+    def __enter__(self) -> str:
+        d = os.path.dirname(os.path.abspath(self.filename))
+        os.makedirs(d, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=d, prefix=".partial-", suffix=_suffix(self.filename))
+        os.close(fd)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.filename)
+        elif os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+class AtomicNibabelWriter(NibabelWriter):
+    """``monai.data.NibabelWriter`` whose files are complete or absent (write to a temporary name, then rename)."""
+
+    def write(self, filename, verbose: bool = False, **obj_kwargs):
+        with atomic_path(filename) as tmp:
+            super().write(tmp, verbose=verbose, **obj_kwargs)
+
+
+class AtomicITKWriter(ITKWriter):
+    """``monai.data.ITKWriter`` whose files are complete or absent (write to a temporary name, then rename)."""
+
+    def write(self, filename, verbose: bool = False, **kwargs):
+        with atomic_path(filename) as tmp:
+            super().write(tmp, verbose=verbose, **kwargs)

@@ -1,0 +1,178 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Every bundle, as the model zoo tests one: metadata, train/evaluate/infer in 2D and 3D, DDP, export, resume.
+
+Synthetic volumes are tiny, so a run takes seconds; what is checked is the workflow, not accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from .synthetic import make_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLES = sorted(p.name for p in (REPO / "bundles").iterdir() if (p / "configs" / "train.json").is_file())
+SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
+SMALL_3D = {"patch_size": [32, 32, 32], "roi_size": [32, 32, 32]}
+SMALL_2D = {"patch_size": [32, 32], "roi_size": [32, 32]}
+COMMON = {"max_epochs": 1, "val_interval": 1, "cache_rate": 0.0, "num_workers": 0, "num_samples": 1, "batch_size": 2,
+          "sw_batch_size": 8}
+
+
+def _cfg(bundle: str, *names: str) -> list[str]:
+    return [str(REPO / "bundles" / bundle / "configs" / n) for n in names]
+
+
+def _cli(bundle: str, verb: str, *args: str, overrides: dict | None = None, timeout: int = 600, torchrun: bool = False):
+    cmd = [sys.executable, "-m", "monai.bundle", verb, *args]
+    if torchrun:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+               "-m", "monai.bundle", verb, *args]
+    for k, v in (overrides or {}).items():
+        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, cwd=REPO / "bundles" / bundle, env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"{' '.join(cmd)}\nSTDOUT:\n{res.stdout[-4000:]}\nSTDERR:\n{res.stderr[-6000:]}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(str(tmp_path_factory.mktemp("data")), n_train=2, n_val=1, n_test=1, shape=(36, 36, 10))
+
+
+def _check_seg_matches_input(seg_path: str, image_path: str, num_classes: int) -> None:
+    seg, img = nib.load(seg_path), nib.load(image_path)
+    assert seg.shape[:3] == img.shape[:3], (seg.shape, img.shape)
+    np.testing.assert_allclose(seg.affine, img.affine, atol=1e-4)
+    values = np.unique(np.asarray(seg.dataobj))
+    assert set(values.tolist()) <= set(range(num_classes))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata(bundle):
+    meta_file = REPO / "bundles" / bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    nd = meta["network_data_format"]
+    assert list(nd["inputs"]) == ["image"] and list(nd["outputs"]) == ["pred"]
+    assert len(nd["inputs"]["image"]["spatial_shape"]) in (2, 3)
+    assert len(nd["outputs"]["pred"]["channel_def"]) == nd["outputs"]["pred"]["num_channels"]
+    assert meta["references"] and meta["changelog"][meta["version"]]
+    for f in ("LICENSE", "docs/README.md", "docs/data_license.txt", "configs/logging.conf", "configs/2d.json",
+              "configs/3d.json", "configs/multi_gpu_train.json", "configs/multi_gpu_evaluate.json", "large_files.yml"):
+        assert (REPO / "bundles" / bundle / f).is_file(), f"{bundle} lacks {f}"
+    assert SCHEMA.is_file(), f"schema copy missing at {SCHEMA}"
+    _cli(bundle, "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(SCHEMA))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    over = dict(COMMON, **SMALL_3D, bundle_root=str(root), dataset_dir=dataset)
+    train = ConfigWorkflow(workflow_type="train", config_file=_cfg(bundle, "train.json", "3d.json"), **over)
+    train.initialize()
+    assert train.check_properties() == []
+    train.run()
+    train.finalize()
+    for name in ("model.pt", "model_final.pt", "checkpoint_epoch=1.pt"):
+        assert (root / "models" / name).is_file()
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+    assert not any(k.startswith("module.") for k in state)
+
+    infer = ConfigWorkflow(
+        workflow_type="infer", config_file=_cfg(bundle, "inference.json", "3d.json"), bundle_root=str(root),
+        dataset_dir=dataset, roi_size=SMALL_3D["roi_size"], num_workers=0, output_dir=str(tmp_path / "out"),
+    )
+    infer.initialize()
+    assert infer.check_properties() == []
+    infer.run()
+    infer.finalize()
+    num_classes = infer.parser.get_parsed_content("num_classes")
+    _check_seg_matches_input(str(tmp_path / "out" / "test0_seg.nii.gz"), os.path.join(dataset, "imagesTs", "test0.nii.gz"), num_classes)
+    assert not [p for p in os.listdir(tmp_path / "out") if p.startswith(".partial")]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_cli_2d_train_evaluate_infer_resume(bundle, dataset, tmp_path):
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    over = dict(COMMON, **SMALL_2D, bundle_root=str(root), dataset_dir=dataset)
+    meta = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
+    _cli(bundle, "run", "--config_file", "['configs/train.json','configs/2d.json']", *meta, overrides=over)
+    ckpt = root / "models" / "checkpoint_epoch=1.pt"
+    assert ckpt.is_file()
+    # resume: the second run starts at epoch 2 and stops at max_epochs=2
+    res = _cli(bundle, "run", "--config_file", "['configs/train.json','configs/2d.json']", *meta,
+               overrides=dict(over, max_epochs=2, resume_ckpt=str(ckpt)))
+    assert "Epoch: 2/2" in res.stdout + res.stderr and "Epoch: 1/2" not in res.stdout + res.stderr
+    assert (root / "models" / "checkpoint_epoch=2.pt").is_file()
+
+    out = tmp_path / "eval"
+    _cli(bundle, "run", "--config_file", "['configs/train.json','configs/evaluate.json','configs/2d.json']", *meta,
+         overrides=dict(over, output_dir=str(out)))
+    rows = list(csv.reader(open(out / "val_hd95_raw.csv"), delimiter=","))
+    assert rows[0][0] == "filename" and len(rows) == 2  # header + one validation case
+    dice_rows = list(csv.reader(open(out / "val_mean_dice_raw.csv")))
+    assert all(0.0 <= float(v) <= 1.0 for v in dice_rows[1][1:] if v not in ("mean",))
+    assert (out / "metrics.csv").is_file() and (out / "val_mean_dice_summary.csv").is_file()
+    seg = out / "case2_seg.nii.gz"
+    _check_seg_matches_input(str(seg), os.path.join(dataset, "imagesTr", "case2.nii.gz"), 2)
+
+    inf_out = tmp_path / "infer"
+    _cli(bundle, "run", "--config_file", "['configs/inference.json','configs/2d.json']", *meta,
+         overrides={"bundle_root": str(root), "dataset_dir": dataset, "roi_size": SMALL_2D["roi_size"], "num_workers": 0,
+                    "output_dir": str(inf_out), "sw_batch_size": 8})
+    _check_seg_matches_input(str(inf_out / "test0_seg.nii.gz"), os.path.join(dataset, "imagesTs", "test0.nii.gz"), 2)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_ddp_torchrun_gloo(bundle, tmp_path):
+    # three validation cases on two ranks: uneven, so sampler padding would show up as a fourth row
+    dataset = make_dataset(str(tmp_path / "data"), n_train=2, n_val=3, n_test=0, shape=(36, 36, 10))
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    over = dict(COMMON, **SMALL_3D, bundle_root=str(root), dataset_dir=dataset, batch_size=1)
+    _cli(bundle, "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
+         "--meta_file", "configs/metadata.json", overrides=over, torchrun=True)
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state), "DDP checkpoint must be the plain module's state_dict"
+    out = tmp_path / "eval"
+    _cli(bundle, "run", "--config_file", "['configs/train.json','configs/evaluate.json','configs/multi_gpu_evaluate.json']",
+         "--meta_file", "configs/metadata.json", overrides=dict(over, output_dir=str(out)), torchrun=True)
+    rows = list(csv.reader(open(out / "val_mean_dice_raw.csv")))
+    assert len(rows) == 4, "header + three cases: DistributedSampler padding must not duplicate any"
+    assert sorted(r[0] for r in rows[1:]) == sorted(os.path.join(dataset, "imagesTr", f"case{i}.nii.gz") for i in (2, 3, 4))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_verify_net_in_out_and_torchscript_export(bundle, tmp_path):
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    args = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
+    _cli(bundle, "verify_net_in_out", "network_def", *args, overrides={"bundle_root": str(root), "n": 1})
+    net = ConfigWorkflow(workflow_type="infer", config_file=_cfg(bundle, "inference.json"), bundle_root=str(root))
+    net.initialize()
+    model = net.parser.get_parsed_content("network_def").eval()
+    torch.save(model.state_dict(), root / "models" / "model.pt")
+    ts = root / "models" / "model.ts"
+    _cli(bundle, "ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(root / "models" / "model.pt"),
+         *args, overrides={"bundle_root": str(root)})
+    loaded = torch.jit.load(str(ts))
+    nd = net.parser.get_parsed_content("spatial_dims")
+    x = torch.rand((1, 1) + (32,) * nd)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=1e-4, atol=1e-5)
