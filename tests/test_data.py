@@ -1,0 +1,70 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from lightseg_monai.data import inference_datalist, load_datalist
+
+from .bundles.synthetic import make_dataset
+
+
+@pytest.fixture()
+def ds(tmp_path):
+    return make_dataset(str(tmp_path / "d"), n_train=3, n_val=1, n_test=1, shape=(12, 12, 6))
+
+
+def test_lists_and_absolute_paths(ds):
+    train, val, test = (load_datalist(ds, s) for s in ("training", "validation", "test"))
+    assert len(train) == 3 and len(val) == 1 and len(test) == 1
+    assert all(os.path.isabs(d["image"]) and os.path.isfile(d["label"]) for d in train + val)
+
+
+def test_validation_held_out_without_validation_list(ds):
+    spec = json.load(open(os.path.join(ds, "dataset.json")))
+    spec["training"] += spec.pop("validation")
+    json.dump(spec, open(os.path.join(ds, "dataset.json"), "w"))
+    train, val = load_datalist(ds, "training"), load_datalist(ds, "validation")
+    assert len(train) == 3 and len(val) == 1
+    assert not {d["image"] for d in train} & {d["image"] for d in val}
+
+
+def test_errors_name_the_file(ds, tmp_path):
+    with pytest.raises(FileNotFoundError, match="dataset.json"):
+        load_datalist(str(tmp_path))
+    p = os.path.join(ds, "dataset.json")
+    spec = json.load(open(p))
+    spec["training"][0]["label"] = "labelsTr/missing.nii.gz"
+    json.dump(spec, open(p, "w"))
+    with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
+        load_datalist(ds)
+    del spec["training"][0]["label"]
+    json.dump(spec, open(p, "w"))
+    with pytest.raises(ValueError, match=r"item 0 of 'training' lacks \['label'\]"):
+        load_datalist(ds)
+    open(p, "w").write("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_datalist(ds)
+
+
+def test_inference_inputs(ds, tmp_path):
+    assert len(inference_datalist(ds)) == 1  # the test list
+    assert len(inference_datalist(os.path.join(ds, "imagesTr"))) == 4
+    one = os.path.join(ds, "imagesTs", "test0.nii.gz")
+    assert inference_datalist(one) == [{"image": one}]
+    dcm = tmp_path / "series"
+    dcm.mkdir()
+    (dcm / "IM0001").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
+    assert inference_datalist(str(dcm)) == [{"image": str(dcm)}]
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a supported image file"):
+        inference_datalist(str(tmp_path / "notes.txt"))
+    with pytest.raises(FileNotFoundError, match="nope"):
+        inference_datalist(str(tmp_path / "nope"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="holds no image files"):
+        inference_datalist(str(empty))
