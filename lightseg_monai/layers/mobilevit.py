@@ -23,33 +23,59 @@ from lightseg_monai.layers.utils import check_spatial_dims, conv_norm_act
 __all__ = ["patchify", "unpatchify", "PatchAttention", "PatchTransformerLayer", "DepthwiseConvBranch", "GMSBlock"]
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is stored channels-last (NHWC / NDHWC), in which case moving C last is free."""
+    if x.ndim == 4:
+        return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    if x.ndim == 5:
+        return x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+    return False
+
+
 def patchify(x: torch.Tensor, patch_size: list[int]) -> torch.Tensor:
-    """``(B, C, *S)`` -> ``(B * prod(p), prod(S / p), C)``: one sequence per in-patch position, patches as tokens."""
+    """``(B, C, *S)`` -> ``(B * prod(p), prod(S / p), C)``: one sequence per in-patch position, patches as tokens.
+
+    One copy for either memory format: a channels-last input is viewed as ``(B, *S, C)`` first.
+    """
     b, c = x.shape[0], x.shape[1]
     nd = x.ndim - 2
-    shape = [b, c]
-    for i in range(nd):
-        shape += [x.shape[2 + i] // patch_size[i], patch_size[i]]
-    # (B, C, n1, p1, n2, p2, ...) -> (B, p1, p2, ..., n1, n2, ..., C)
-    perm = [0] + [3 + 2 * i for i in range(nd)] + [2 + 2 * i for i in range(nd)] + [1]
     n_tokens = 1
     n_pos = 1
+    split: list[int] = []
     for i in range(nd):
         n_tokens *= x.shape[2 + i] // patch_size[i]
         n_pos *= patch_size[i]
-    return x.reshape(shape).permute(perm).reshape(b * n_pos, n_tokens, c)
+        split += [x.shape[2 + i] // patch_size[i], patch_size[i]]
+    if _channels_last(x):
+        # (B, n1, p1, n2, p2, ..., C) -> (B, p1, p2, ..., n1, n2, ..., C)
+        perm = [0] + [2 + 2 * i for i in range(nd)] + [1 + 2 * i for i in range(nd)] + [2 * nd + 1]
+        return x.movedim(1, -1).reshape([b] + split + [c]).permute(perm).reshape(b * n_pos, n_tokens, c)
+    # (B, C, n1, p1, n2, p2, ...) -> (B, p1, p2, ..., n1, n2, ..., C)
+    perm = [0] + [3 + 2 * i for i in range(nd)] + [2 + 2 * i for i in range(nd)] + [1]
+    return x.reshape([b, c] + split).permute(perm).reshape(b * n_pos, n_tokens, c)
 
 
-def unpatchify(t: torch.Tensor, batch: int, spatial: list[int], patch_size: list[int]) -> torch.Tensor:
-    """Inverse of :func:`patchify`: ``(B * prod(p), prod(S / p), C)`` -> ``(B, C, *S)``."""
+def unpatchify(
+    t: torch.Tensor, batch: int, spatial: list[int], patch_size: list[int], channels_last: bool = False
+) -> torch.Tensor:
+    """Inverse of :func:`patchify`: ``(B * prod(p), prod(S / p), C)`` -> ``(B, C, *S)``, in one copy.
+
+    With ``channels_last`` the result is returned in channels-last memory format (still shaped ``(B, C, *S)``).
+    """
     nd = len(spatial)
     c = t.shape[-1]
-    shape = [batch] + patch_size + [spatial[i] // patch_size[i] for i in range(nd)] + [c]
-    # (B, p1, .., pd, n1, .., nd, C) -> (B, C, n1, p1, n2, p2, ...)
+    t = t.reshape([batch] + patch_size + [spatial[i] // patch_size[i] for i in range(nd)] + [c])
+    if channels_last:
+        # (B, p1.., n1.., C) -> (B, n1, p1, n2, p2, ..., C) -> (B, *S, C) -> view as (B, C, *S)
+        perm = [0]
+        for i in range(nd):
+            perm += [1 + nd + i, 1 + i]
+        return t.permute(perm + [2 * nd + 1]).reshape([batch] + spatial + [c]).movedim(-1, 1)
+    # (B, p1.., n1.., C) -> (B, C, n1, p1, n2, p2, ...)
     perm = [0, 2 * nd + 1]
     for i in range(nd):
         perm += [1 + nd + i, 1 + i]
-    return t.reshape(shape).permute(perm).reshape([batch, c] + spatial)
+    return t.permute(perm).reshape([batch, c] + spatial)
 
 
 class PatchAttention(nn.Module):
@@ -207,6 +233,6 @@ class GMSBlock(nn.Module):
                 if s % p != 0:
                     raise ValueError(f"GMSBlock: spatial size {spatial} must divide by patch_size {self.patch_size}.")
         tokens = self.transformer(patchify(t, self.patch_size))
-        t = unpatchify(tokens, t.shape[0], spatial, self.patch_size)
+        t = unpatchify(tokens, t.shape[0], spatial, self.patch_size, _channels_last(x))
         f = self.fuse(torch.cat([t, self.conv_branch(c)], dim=1))
         return self.out(torch.cat([f, x], dim=1))

@@ -71,3 +71,26 @@ def test_layer_argument_errors():
         LMSBlock(1, 16)
     with pytest.raises(ValueError, match="patch_size"):
         GMSBlock(2, 8, 16)(torch.randn(1, 8, 5, 6))
+
+
+@pytest.mark.parametrize("shape,patch", [((2, 5, 8, 12), [2, 2]), ((1, 3, 4, 6, 8), [2, 2, 2])])
+def test_patchify_channels_last_is_the_same_function(shape, patch):
+    from lightseg_monai.layers.mobilevit import _channels_last
+
+    x = torch.randn(shape)
+    xc = x.contiguous(memory_format=torch.channels_last if len(shape) == 4 else torch.channels_last_3d)
+    assert _channels_last(xc) and not _channels_last(x)
+    torch.testing.assert_close(patchify(xc, patch), patchify(x, patch), rtol=0, atol=0)
+    back = unpatchify(patchify(xc, patch), shape[0], list(shape[2:]), patch, channels_last=True)
+    assert _channels_last(back)
+    torch.testing.assert_close(back, x, rtol=0, atol=0)
+
+
+def test_gms_block_channels_last_matches():
+    torch.manual_seed(0)
+    blk = GMSBlock(2, 16, 32).eval()
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        ref = blk(x)
+        out = blk.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
