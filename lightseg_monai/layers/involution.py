@@ -153,9 +153,15 @@ class Involution(nn.Module):
             ov = out
             empty = False
             for d in range(nd):
-                shift = off[d] - p  # input index = o * s + shift
-                lo = max(0, -(shift // s))  # first o with o * s + shift >= 0, i.e. ceil(-shift / s)
-                hi = min(out_spatial[d], (spatial[d] - 1 - shift) // s + 1)  # past the last o inside the input
+                # input index = o * s + shift; keep the o whose input lies inside. Branching on the Python int
+                # ``shift`` (not min/max of sizes) keeps the sizes free of guards under torch.compile's dynamic shapes
+                shift = off[d] - p
+                lo = 0
+                hi = out_spatial[d]
+                if shift < 0:
+                    lo = (-shift + s - 1) // s  # first o with o * s + shift >= 0
+                elif shift > 0:
+                    hi = (spatial[d] - 1 - shift) // s + 1  # past the last o with o * s + shift <= n - 1
                 n = hi - lo
                 if n <= 0:
                     empty = True
@@ -185,6 +191,12 @@ class ResidualInvolutionBlock(nn.Module):
             rate; defaults to 0.1 (ours).
         norm: norm of the kernel-generating branch. Defaults to batch norm.
         act: activation of the kernel-generating branch. Defaults to ReLU.
+
+    Example::
+
+        >>> rib = ResidualInvolutionBlock(3, 32, kernel_size=3)
+        >>> rib(torch.rand(1, 32, 8, 8, 8)).shape
+        torch.Size([1, 32, 8, 8, 8])
     """
 
     def __init__(
@@ -271,6 +283,12 @@ class ResidualDenseInvolutionBlock(nn.Module):
         dropout: RIB dropout. Defaults to 0.1 (ours).
         norm: norm. Defaults to batch norm (paper).
         act: activation. Defaults to ReLU (paper).
+
+    Example::
+
+        >>> block = ResidualDenseInvolutionBlock(2, 128, 384, growth=192, units=5)
+        >>> block(torch.rand(2, 128, 8, 8)).shape
+        torch.Size([2, 384, 8, 8])
     """
 
     def __init__(
@@ -294,7 +312,15 @@ class ResidualDenseInvolutionBlock(nn.Module):
         self.units = nn.ModuleList(
             [
                 ConvInvolutionUnit(
-                    spatial_dims, in_channels + i * growth, growth, kernel_size, group_channels, reduction, dropout, norm, act
+                    spatial_dims,
+                    in_channels + i * growth,
+                    growth,
+                    kernel_size,
+                    group_channels,
+                    reduction,
+                    dropout,
+                    norm,
+                    act,
                 )
                 for i in range(units)
             ]
