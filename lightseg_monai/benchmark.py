@@ -57,6 +57,20 @@ def _lgmsnet(spatial_dims: int, in_channels: int, out_channels: int, size: int) 
     return LGMSNet(spatial_dims, in_channels, out_channels)
 
 
+@register("rdiunet")
+def _rdiunet(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
+    from lightseg_monai.networks import RDIUNet
+
+    return RDIUNet(spatial_dims, in_channels, out_channels)
+
+
+@register("rdiunet_k3")
+def _rdiunet_k3(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
+    from lightseg_monai.networks import RDIUNet
+
+    return RDIUNet(spatial_dims, in_channels, out_channels, kernel_size=3)
+
+
 @register("monai_unet")
 def _monai_unet(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
     from monai.networks.nets import UNet

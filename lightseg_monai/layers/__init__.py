@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from .involution import ConvInvolutionUnit, Involution, ResidualDenseInvolutionBlock, ResidualInvolutionBlock
 from .mobilevit import DepthwiseConvBranch, GMSBlock, PatchAttention, PatchTransformerLayer, patchify, unpatchify
 from .multi_kernel import LMSBlock, MultiKernelDepthwiseConv
 from .utils import check_spatial_dims, conv_norm_act

@@ -5,5 +5,6 @@
 from __future__ import annotations
 
 from .lgmsnet import LGMSNet, lgmsnet
+from .rdiunet import RDIUNet, rdiunet
 
-__all__ = ["LGMSNet", "lgmsnet"]
+__all__ = ["LGMSNet", "lgmsnet", "RDIUNet", "rdiunet"]

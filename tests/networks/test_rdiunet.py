@@ -1,0 +1,105 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightseg_monai.benchmark import MODELS
+from lightseg_monai.networks import RDIUNet, rdiunet
+from lightseg_monai.utils import count_flops, count_macs
+
+from .base import NetworkTester, n_params
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # these inputs are tiny: intra-op threads only add OpenMP hand-offs, which stall for seconds on a shared 2-core box
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class TestRDIUNet(NetworkTester):
+    factory = RDIUNet
+    divisor = 16
+    size_2d = 32
+    size_3d = 32  # 3D uses instance norm, which needs more than one voxel at 1/16 in training
+    ds_levels = (1, 3)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_kernel_size_3_shape_and_gradient(spatial_dims):
+    # K = 3 through the whole network (the involution's own K = 3 checks, TorchScript and compile, are in tests/layers)
+    torch.manual_seed(0)
+    net = RDIUNet(spatial_dims, 2, 3, kernel_size=3, deep_supervision=2)
+    x = torch.rand((2, 2) + (32,) * spatial_dims)
+    outs = net(x)
+    assert [o.shape[-1] for o in outs] == [32, 16, 8]
+    outs[0].pow(2).mean().backward()
+    missing = [n for n, p in net.named_parameters() if n.split(".")[0] != "ds_heads" and not p.grad.abs().sum() > 0]
+    assert not missing
+    net.eval()
+    with torch.no_grad():
+        y = net(x)
+        assert y.shape == (2, 3) + (32,) * spatial_dims and torch.isfinite(y).all()
+
+
+def test_paper_2d_parameter_count():
+    # RDIU-Net paper, Table 1: 5.9 M parameters (grey-scale in, one mask out); our widths give exactly 5,865,395
+    n = n_params(RDIUNet(2, 1, 1))
+    assert n == 5_865_395
+    assert abs(n / 5.9e6 - 1) < 0.10
+    # K = 3 only widens the kernel-generating 1x1 convs
+    assert n_params(RDIUNet(2, 1, 1, kernel_size=3)) == 5_894_595
+
+
+def test_complexity_2d():
+    net = RDIUNet(2, 1, 1)
+    x = torch.rand(1, 1, 128, 128)  # the paper's ultrasound / skin-lesion size; at 256^2 it is 4x
+    assert count_macs(net, x) == 888_979_456  # thop convention
+    assert count_flops(net, x) == 1_532_469_248  # FlopCounterMode
+
+
+def test_variant_function_and_registry():
+    net = rdiunet(out_channels=4, deep_supervision=2, kernel_size=3)
+    assert net.head.out_channels == 4 and len(net.ds_heads) == 2
+    assert all(m.involution.kernel_size == 3 for m in net.modules() if hasattr(m, "involution"))
+    assert {"rdiunet", "rdiunet_k3"} <= set(MODELS)
+    assert n_params(MODELS["rdiunet_k3"](2, 1, 1, 128)) == 5_894_595
+
+
+def test_dropout_only_in_training():
+    net = RDIUNet(2, 1, 1, dropout=0.5)
+    x = torch.rand(1, 1, 32, 32)
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net(x))
+    net.train()
+    with torch.no_grad():
+        assert not torch.allclose(net(x), net(x))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"channels": (24, 32, 64, 128)}, "group_channels"),
+        ({"growth": 100}, "group_channels"),
+        ({"channels": ()}, "at least one"),
+        ({"deep_supervision": 4}, "deep_supervision"),
+        ({"kernel_size": 2}, "odd"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dense_units": 0}, "units"),
+        ({"bottleneck_channels": 0}, "bottleneck_channels"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RDIUNet(2, 1, 2, **kwargs)
+
+
+def test_error_names_the_padded_shape():
+    net = RDIUNet(2, 1, 2).eval()
+    with pytest.raises(ValueError, match=r"\[48, 80\]"):
+        net(torch.rand(1, 1, 40, 70))
