@@ -6,4 +6,5 @@ from __future__ import annotations
 
 from .mobilevit import DepthwiseConvBranch, GMSBlock, PatchAttention, PatchTransformerLayer, patchify, unpatchify
 from .multi_kernel import LMSBlock, MultiKernelDepthwiseConv
+from .shift import SpatialShiftBlock, SplitAttention, group_bounds, shift_groups, shift_pattern, spatial_shift
 from .utils import check_spatial_dims, conv_norm_act
