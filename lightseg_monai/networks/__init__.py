@@ -5,5 +5,6 @@
 from __future__ import annotations
 
 from .lgmsnet import LGMSNet, lgmsnet
+from .lsunet import LSUNet, lsunet
 
-__all__ = ["LGMSNet", "lgmsnet"]
+__all__ = ["LGMSNet", "LSUNet", "lgmsnet", "lsunet"]
