@@ -71,6 +71,13 @@ def _rdiunet_k3(spatial_dims: int, in_channels: int, out_channels: int, size: in
     return RDIUNet(spatial_dims, in_channels, out_channels, kernel_size=3)
 
 
+@register("lsunet")
+def _lsunet(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
+    from lightseg_monai.networks import LSUNet
+
+    return LSUNet(spatial_dims, in_channels, out_channels)
+
+
 @register("monai_unet")
 def _monai_unet(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
     from monai.networks.nets import UNet

@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 from .involution import ConvInvolutionUnit, Involution, ResidualDenseInvolutionBlock, ResidualInvolutionBlock
+from .light_conv import LightConvBlock
 from .mobilevit import DepthwiseConvBranch, GMSBlock, PatchAttention, PatchTransformerLayer, patchify, unpatchify
 from .multi_kernel import LMSBlock, MultiKernelDepthwiseConv
+from .shift import SpatialShiftBlock, SplitAttention, group_bounds, shift_groups, shift_pattern, spatial_shift
+from .tokenized_shift import TokenizedShiftBlock, TokenizedShiftDown, TokenizedShiftUp
 from .utils import check_spatial_dims, conv_norm_act

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from .lgmsnet import LGMSNet, lgmsnet
+from .lsunet import LSUNet, lsunet
 from .rdiunet import RDIUNet, rdiunet
 
-__all__ = ["LGMSNet", "lgmsnet", "RDIUNet", "rdiunet"]
+__all__ = ["LGMSNet", "LSUNet", "RDIUNet", "lgmsnet", "lsunet", "rdiunet"]

@@ -78,8 +78,8 @@ class NetworkTester:
         s = self.size(spatial_dims)
         x = torch.rand((2, 2) + (s,) * spatial_dims)
         y = net(x)
-        y = y if isinstance(y, torch.Tensor) else y[0]
-        y.float().pow(2).mean().backward()
+        outs = [y] if isinstance(y, torch.Tensor) else list(y)  # deep supervision on by default: every head counts
+        sum(o.float().pow(2).mean() for o in outs).backward()
         missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
         assert not missing, f"parameters without gradient: {missing}"
 

@@ -1,0 +1,82 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightseg_monai.layers import LightConvBlock, TokenizedShiftDown, TokenizedShiftUp
+from lightseg_monai.networks import LSUNet, lsunet
+from lightseg_monai.utils import count_flops, count_macs
+
+from .base import NetworkTester, n_params
+
+
+class TestLSUNet(NetworkTester):
+    factory = LSUNet
+    divisor = 32
+    size_2d = 32
+    size_3d = 32
+    ds_levels = (1, 5)
+
+
+def test_pinned_parameter_count():
+    # LSU-Net paper, Table 1: 1.08 M (UWMGI, 3 classes, 224x224); our widths (16, 96, 112, 112, 112) give
+    net = LSUNet(2, 3, 3)
+    assert n_params(net) == 1_133_650
+    assert abs(n_params(net) / 1.08e6 - 1) < 0.10
+    # the tokenized blocks hold most of them, as in the paper's ablation (Table 3: 0.82 M of 1.08 M)
+    tok = sum(n_params(m) for m in net.modules() if isinstance(m, (TokenizedShiftDown, TokenizedShiftUp)))
+    assert 0.6 < tok / n_params(net) < 0.8
+
+
+def test_complexity_matches_paper():
+    net = LSUNet(2, 3, 3)
+    x = torch.rand(1, 3, 224, 224)
+    macs = count_macs(net, x)
+    assert macs == 1_100_345_568
+    assert abs(macs / 1.10e9 - 1) < 0.10  # paper Table 1: "1.10 GFLOPs" = thop MACs
+    flops = count_flops(net, x)
+    assert 1.9 < flops / macs < 2.1
+
+
+def test_layout_light_shallow_tokenized_deep():
+    net = LSUNet(2, 1, 2)
+    assert all(isinstance(m, LightConvBlock) and m.encoder for m in (net.enc1, net.enc2, net.enc3))
+    assert isinstance(net.enc4, TokenizedShiftDown) and isinstance(net.enc5, TokenizedShiftDown)
+    assert isinstance(net.dec5, TokenizedShiftUp) and isinstance(net.dec4, TokenizedShiftUp)
+    assert not net.dec1.encoder and not net.dec2[0].encoder and not net.dec3[0].encoder
+
+
+def test_six_levels_by_default_and_off_switch():
+    x = torch.rand(2, 1, 64, 64)
+    outs = LSUNet(2, 1, 3).train()(x)
+    assert [o.shape[-1] for o in outs] == [64, 32, 16, 8, 4, 2]  # l0 .. l5, full resolution first
+    y = LSUNet(2, 1, 3, deep_supervision=0).train()(x)
+    assert isinstance(y, torch.Tensor) and y.shape == (2, 3, 64, 64)
+    assert len(LSUNet(2, 1, 3, deep_supervision=2).train()(x)) == 3
+
+
+def test_variant_function_passes_kwargs():
+    net = lsunet(out_channels=4, deep_supervision=2, channels=(8, 16, 24, 24, 32))
+    assert net.head.out_channels == 4 and len(net.ds_heads) == 2 and net.enc5.embed.out_channels == 32
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"channels": (16, 32, 64, 128)}, "5 widths"),
+        ({"channels": (16, 32, 64, 128, 2)}, "channels"),
+        ({"deep_supervision": 6}, "deep_supervision"),
+        ({"mlp_ratio": 0.0}, "mlp_ratio"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LSUNet(2, 1, 2, **kwargs)
+
+
+def test_error_names_the_padded_shape():
+    net = LSUNet(2, 1, 2).eval()
+    with pytest.raises(ValueError, match=r"\[64, 96\]"):
+        net(torch.rand(1, 1, 40, 70))
