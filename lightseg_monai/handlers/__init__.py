@@ -5,5 +5,6 @@
 from __future__ import annotations
 
 from .resume import ResumeFromCheckpoint, TrainingStateSaver
+from .sync import AllReduceGradients
 
-__all__ = ["ResumeFromCheckpoint", "TrainingStateSaver"]
+__all__ = ["AllReduceGradients", "ResumeFromCheckpoint", "TrainingStateSaver"]
