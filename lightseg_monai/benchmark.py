@@ -210,7 +210,7 @@ def benchmark_model(
     else:
         peak = None
     infer_rate = timed(infer, batch)
-    del x
+    x = None  # free the inference batch before training
 
     train_rate = None
     if train:
@@ -231,7 +231,7 @@ def benchmark_model(
             opt.step()
 
         train_rate = timed(step, train_batch)
-        del xt, yt, opt
+        xt = yt = opt = None
     if dev.type == "cuda":
         dev_name = torch.cuda.get_device_name(dev)
         torch.cuda.empty_cache()

