@@ -145,13 +145,14 @@ def test_ddp_torchrun_gloo(bundle, tmp_path):
     dataset = make_dataset(str(tmp_path / "data"), n_train=2, n_val=3, n_test=0, shape=(36, 36, 10))
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
-    over = dict(COMMON, **SMALL_3D, bundle_root=str(root), dataset_dir=dataset, batch_size=1)
-    _cli(bundle, "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
+    # one volume per rank, two patches from it: batch norm needs more than one value per channel at 1/32 scale
+    over = dict(COMMON, **SMALL_3D, bundle_root=str(root), dataset_dir=dataset, batch_size=1, num_samples=2)
+    _cli(bundle, "run", "--config_file", "['configs/train.json','configs/3d.json','configs/multi_gpu_train.json']",
          "--meta_file", "configs/metadata.json", overrides=over, torchrun=True)
     state = torch.load(root / "models" / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state), "DDP checkpoint must be the plain module's state_dict"
     out = tmp_path / "eval"
-    _cli(bundle, "run", "--config_file", "['configs/train.json','configs/evaluate.json','configs/multi_gpu_evaluate.json']",
+    _cli(bundle, "run", "--config_file", "['configs/train.json','configs/evaluate.json','configs/3d.json','configs/multi_gpu_evaluate.json']",
          "--meta_file", "configs/metadata.json", overrides=dict(over, output_dir=str(out)), torchrun=True)
     rows = list(csv.reader(open(out / "val_mean_dice_raw.csv")))
     assert len(rows) == 4, "header + three cases: DistributedSampler padding must not duplicate any"
