@@ -4,6 +4,14 @@
 
 from __future__ import annotations
 
+from .large_kernel import (
+    DecoderFusionBlock,
+    DepthwiseSeparableConv,
+    EBlock,
+    LargeKernelAttention,
+    dilated_depthwise_conv,
+    pad_to_shape,
+)
 from .mobilevit import DepthwiseConvBranch, GMSBlock, PatchAttention, PatchTransformerLayer, patchify, unpatchify
 from .multi_kernel import LMSBlock, MultiKernelDepthwiseConv
 from .utils import check_spatial_dims, conv_norm_act
