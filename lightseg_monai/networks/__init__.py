@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from .dlkunet import DLKUNet, dlkunet_l, dlkunet_m, dlkunet_s
 from .lgmsnet import LGMSNet, lgmsnet
 
-__all__ = ["LGMSNet", "lgmsnet"]
+__all__ = ["LGMSNet", "lgmsnet", "DLKUNet", "dlkunet_s", "dlkunet_m", "dlkunet_l"]
