@@ -78,6 +78,27 @@ def _lsunet(spatial_dims: int, in_channels: int, out_channels: int, size: int) -
     return LSUNet(spatial_dims, in_channels, out_channels)
 
 
+@register("dlkunet_s")
+def _dlkunet_s(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
+    from lightseg_monai.networks import dlkunet_s
+
+    return dlkunet_s(spatial_dims, in_channels, out_channels)
+
+
+@register("dlkunet_m")
+def _dlkunet_m(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
+    from lightseg_monai.networks import dlkunet_m
+
+    return dlkunet_m(spatial_dims, in_channels, out_channels)
+
+
+@register("dlkunet_l")
+def _dlkunet_l(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
+    from lightseg_monai.networks import dlkunet_l
+
+    return dlkunet_l(spatial_dims, in_channels, out_channels)
+
+
 @register("monai_unet")
 def _monai_unet(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
     from monai.networks.nets import UNet

@@ -1,10 +1,11 @@
 # Copyright (c) lightseg_monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Ignite handlers used by the bundles."""
+"""Ignite handlers used by the bundles: checkpoint save/resume, loss-weight schedules, DDP gradient sync."""
 
 from __future__ import annotations
 
+from .loss_weights import LossWeightScheduleHandler
 from .resume import ResumeFromCheckpoint, TrainingStateSaver
 from .sync import AllReduceGradients
 
-__all__ = ["AllReduceGradients", "ResumeFromCheckpoint", "TrainingStateSaver"]
+__all__ = ["AllReduceGradients", "LossWeightScheduleHandler", "ResumeFromCheckpoint", "TrainingStateSaver"]

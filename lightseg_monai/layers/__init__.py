@@ -6,6 +6,14 @@ from __future__ import annotations
 
 from .involution import ConvInvolutionUnit, Involution, ResidualDenseInvolutionBlock, ResidualInvolutionBlock
 from .light_conv import LightConvBlock
+from .large_kernel import (
+    DecoderFusionBlock,
+    DepthwiseSeparableConv,
+    EBlock,
+    LargeKernelAttention,
+    dilated_depthwise_conv,
+    pad_to_shape,
+)
 from .mobilevit import DepthwiseConvBranch, GMSBlock, PatchAttention, PatchTransformerLayer, patchify, unpatchify
 from .multi_kernel import LMSBlock, MultiKernelDepthwiseConv
 from .shift import SpatialShiftBlock, SplitAttention, group_bounds, shift_groups, shift_pattern, spatial_shift

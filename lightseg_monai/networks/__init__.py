@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+from .dlkunet import DLKUNet, dlkunet_l, dlkunet_m, dlkunet_s
 from .lgmsnet import LGMSNet, lgmsnet
 from .lsunet import LSUNet, lsunet
 from .rdiunet import RDIUNet, rdiunet
 
-__all__ = ["LGMSNet", "LSUNet", "RDIUNet", "lgmsnet", "lsunet", "rdiunet"]
+__all__ = ["DLKUNet", "LGMSNet", "LSUNet", "RDIUNet", "dlkunet_l", "dlkunet_m", "dlkunet_s", "lgmsnet", "lsunet", "rdiunet"]

@@ -5,8 +5,12 @@
 The LGMSNet and DLKUNet papers report the multiply-accumulate count of the ``thop`` package (0.1.1) and call it
 "GFLOPs". :func:`count_macs` reproduces that convention without depending on thop: forward hooks on the modules thop
 counts, with thop's formulas. Functional ops (attention matmuls, interpolation inside ``F`` calls) are invisible to
-it, as they are to thop. :func:`count_flops` is ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs = 2 x MACs of
-every matmul and convolution it sees, attention included).
+it, as they are to thop. ``count_macs(..., convention="exact")`` differs from thop in one place: a transposed
+convolution is charged its true cost (input elements x output channels / groups x kernel volume) instead of thop's
+(output elements x input channels / groups x kernel volume), which overcounts a stride-``s`` transposed conv
+``s ** spatial_dims`` times (4x for DLKUNet's 2x2 stride-2 upsampling in 2D). :func:`count_flops` is
+``torch.utils.flop_counter.FlopCounterMode`` (FLOPs = 2 x MACs of every matmul and convolution it sees, attention
+included, transposed convs at their true cost).
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def _module_macs(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+def _module_macs(m: nn.Module, x: torch.Tensor, y: torch.Tensor, convention: str = "thop") -> int:
+    if isinstance(m, _ConvTransposeNd) and convention == "exact":
+        # every input element is multiplied into a full kernel for each output channel of its group
+        return x.numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size)
     if isinstance(m, (_ConvNd, _ConvTransposeNd)):
         # thop: output elements x (in / groups) x kernel volume, also for transposed convs (which overcounts a
         # stride-s transposed conv by s^d: every output element is charged the full kernel)
@@ -50,20 +57,26 @@ def _module_macs(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, x: torch.Tensor, by_type: bool = False) -> int | dict[str, int]:
+def count_macs(
+    model: nn.Module, x: torch.Tensor, by_type: bool = False, convention: str = "thop"
+) -> int | dict[str, int]:
     """thop-convention multiply-accumulates of one forward pass on ``x`` (the papers' "GFLOPs" x 1e9).
 
     Args:
         model: the network; it is run once in eval mode and put back in its former mode.
         x: an input batch (MACs scale with the batch size).
         by_type: return a ``{module type: MACs}`` breakdown instead of the total.
+        convention: "thop" (default: thop 0.1.1's formulas, as the papers report) or "exact" (the same, except that
+            transposed convolutions are charged their true cost; see the module docstring).
     """
+    if convention not in ("thop", "exact"):
+        raise ValueError(f"convention must be 'thop' or 'exact', got {convention!r}.")
     totals: dict[str, int] = {}
 
     def hook(m: nn.Module, inp: tuple, out: torch.Tensor) -> None:
         if not isinstance(out, torch.Tensor) or not inp or not isinstance(inp[0], torch.Tensor):
             return
-        macs = _module_macs(m, inp[0], out)
+        macs = _module_macs(m, inp[0], out, convention)
         if macs:
             totals[type(m).__name__] = totals.get(type(m).__name__, 0) + int(macs)
 

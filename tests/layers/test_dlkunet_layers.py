@@ -1,0 +1,95 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightseg_monai.layers import DecoderFusionBlock, EBlock, LargeKernelAttention, dilated_depthwise_conv, pad_to_shape
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread, or OpenMP barriers on the shared CPU cores dominate the run time (up to 100x)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _conv(spatial_dims: int):
+    return F.conv2d if spatial_dims == 2 else F.conv3d
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_large_kernel_attention_formula(spatial_dims):
+    torch.manual_seed(0)
+    lka = LargeKernelAttention(spatial_dims, 4)
+    x = torch.randn((2, 4) + (12,) * spatial_dims)
+    conv = _conv(spatial_dims)
+    a = conv(x, lka.depthwise.weight, lka.depthwise.bias, padding=2, groups=4)  # 5x5, padding 2
+    a = conv(a, lka.dilated.weight, lka.dilated.bias, padding=9, dilation=3, groups=4)  # 7x7, dilation 3, padding 9
+    a = conv(a, lka.pointwise.weight, lka.pointwise.bias)
+    torch.testing.assert_close(lka(x), x * a)  # with autograd: out of place
+    with torch.no_grad():
+        torch.testing.assert_close(lka(x), x * a)  # without: in place on the attention map, same values
+    assert lka.depthwise.weight.shape[2:] == (5,) * spatial_dims and lka.dilated.weight.shape[2:] == (7,) * spatial_dims
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 10), (1, 3, 7, 8, 9), (1, 3, 2, 1, 3)])
+@pytest.mark.parametrize("dilation,kernel", [(1, 3), (2, 5), (3, 7)])
+def test_phase_split_dilated_conv_equals_the_dilated_conv(shape, dilation, kernel):
+    torch.manual_seed(0)
+    x = torch.randn(shape, requires_grad=True)
+    nd = x.ndim - 2
+    w = torch.randn((3, 1) + (kernel,) * nd, requires_grad=True)
+    b = torch.randn(3)
+    ref = _conv(nd)(x, w, b, padding=dilation * (kernel // 2), dilation=dilation, groups=3)
+    out = dilated_depthwise_conv(x, w, b, dilation)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, (x, w), g), torch.autograd.grad(ref, (x, w), g))
+
+
+def test_pad_to_shape_splits_like_the_reference():
+    x = torch.ones(1, 1, 2, 3)
+    y = pad_to_shape(x, [1, 1, 5, 4])
+    assert y.shape == (1, 1, 5, 4)
+    # diff // 2 before, the rest after: rows 1-2 and columns 0-2 hold the input
+    assert y[0, 0, 1:3, 0:3].eq(1).all() and y.sum() == 6
+    assert pad_to_shape(x, [1, 1, 2, 3]) is x
+
+
+@pytest.mark.parametrize("spatial_dims,size", [(2, (9, 12)), (3, (6, 7, 5))])
+@pytest.mark.parametrize("train", [False, True])
+def test_decoder_fusion_equals_concat_then_eblock(spatial_dims, size, train):
+    """The split first conv round is the paper's concat([skip, up]) -> EBlock, with the same parameters."""
+    torch.manual_seed(0)
+    c_in, c = 6, 4
+    dfb = DecoderFusionBlock(spatial_dims, c_in, c)
+    ref = EBlock(spatial_dims, 2 * c, c)
+    with torch.no_grad():
+        ref.conv1.depthwise.weight.copy_(torch.cat([dfb.skip_conv.depthwise.weight, dfb.up_conv.depthwise.weight]))
+        ref.conv1.depthwise.bias.copy_(torch.cat([dfb.skip_conv.depthwise.bias, dfb.up_conv.depthwise.bias]))
+        ref.conv1.pointwise.weight.copy_(torch.cat([dfb.skip_conv.pointwise.weight, dfb.up_conv.pointwise.weight], 1))
+        ref.conv1.pointwise.bias.copy_(dfb.skip_conv.pointwise.bias)  # the one bias of the split 1x1 conv
+    ref.load_state_dict(dfb.tail.state_dict(), strict=False)
+    n_fusion = sum(p.numel() for n, p in dfb.named_parameters() if not n.startswith("up."))
+    assert sum(p.numel() for p in ref.parameters()) == n_fusion
+    dfb.train(train)
+    ref.train(train)
+    skip = torch.randn((2, c) + size)
+    x = torch.randn((2, c_in) + tuple(s // 2 for s in size))  # odd sizes: the upsampled map is padded
+    up = pad_to_shape(dfb.up(x), list(skip.shape))
+    expected = ref(torch.cat([skip, up], dim=1))
+    feats = [skip, x]
+    torch.testing.assert_close(dfb(feats), expected, rtol=1e-5, atol=1e-5)
+    assert feats == []  # the block consumed both inputs
+
+
+def test_eblock_shapes_and_kernels():
+    block = EBlock(3, 2, 6, kernel_size=5, lka_kernel_size=3, lka_dilated_kernel_size=5, lka_dilation=2)
+    assert block(torch.rand(1, 2, 8, 8, 8)).shape == (1, 6, 8, 8, 8)
+    assert block.conv1.depthwise.weight.shape == (2, 1, 5, 5, 5)
+    assert block.attn.dilated.dilation == (2, 2, 2) and block.attn.dilated.padding == (4, 4, 4)

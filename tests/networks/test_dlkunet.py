@@ -1,0 +1,118 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightseg_monai.networks import DLKUNet, dlkunet_l, dlkunet_m, dlkunet_s
+from lightseg_monai.utils import count_flops, count_macs
+
+from .base import NetworkTester, n_params
+
+TINY = (4, 8, 16, 32)  # DLKUNet-M's depth at CPU-test widths
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread, or OpenMP barriers on the shared CPU cores dominate the run time (up to 100x)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_dlkunet(spatial_dims: int, in_channels: int, out_channels: int, **kwargs) -> DLKUNet:
+    return DLKUNet(spatial_dims, in_channels, out_channels, **{"channels": TINY, **kwargs})
+
+
+class TestDLKUNet(NetworkTester):
+    factory = tiny_dlkunet
+    divisor = 8
+    size_2d = 32
+    size_3d = 16
+    pad_or_raise = "same"  # the decoder fusion block zero-pads to the skip (paper Sec. 3.3)
+    ds_levels = (1, 2)
+
+
+def test_reference_parameter_count():
+    # the authors' reference DLKUNet-M (3 -> 1 channels): exactly 4,493,887
+    assert n_params(DLKUNet(2, 3, 1)) == 4_493_887
+
+
+@pytest.mark.parametrize(
+    "variant,pinned,paper",
+    [(dlkunet_s, 1_131_379, 1.131e6), (dlkunet_m, 4_494_451, 4.494e6), (dlkunet_l, 17_708_659, 17.709e6)],
+)
+def test_variant_parameter_counts(variant, pinned, paper):
+    # paper Table 1 (1 -> 9 channels, Synapse): 1.13 / 4.49 / 17.70 M; the reference's 1.131 / 4.494 / 17.709 M
+    n = n_params(variant())
+    assert n == pinned
+    assert abs(n / paper - 1) < 1e-3
+
+
+@pytest.mark.parametrize(
+    "variant,paper_macs,exact_macs,flops",
+    [
+        (dlkunet_s, 15.955e9, 10.406e9, 20.561e9),
+        (dlkunet_m, 22.848e9, 14.525e9, 28.770e9),
+        (dlkunet_l, 29.648e9, 18.550e9, 36.806e9),
+    ],
+)
+def test_complexity_matches_paper(variant, paper_macs, exact_macs, flops):
+    # the counters only read shapes, so the 224x224 networks run on the meta device in no time
+    with torch.device("meta"):
+        net = variant()
+        x = torch.empty(1, 1, 224, 224)
+    macs = count_macs(net, x)
+    assert abs(macs / paper_macs - 1) < 1e-3  # paper Table 1 "GFLOPs" = thop MACs: 15.95 / 22.84 / 29.64
+    exact = count_macs(net, x, convention="exact")
+    assert abs(exact / exact_macs - 1) < 1e-3
+    # the difference is thop's 4x charge of the two-to-four 2x2 stride-2 transposed convs
+    trans = count_macs(net, x, by_type=True)["ConvTranspose2d"]
+    assert macs - exact == trans - trans // 4
+    assert abs(count_flops(net, x) / flops - 1) < 1e-3
+
+
+def test_variant_functions_pass_kwargs():
+    net = dlkunet_s(spatial_dims=3, out_channels=4, deep_supervision=1, channels=(4, 8, 16))
+    assert net.head.out_channels == 4 and len(net.ds_heads) == 1 and len(net.encoders) == 3
+    assert len(dlkunet_m().encoders) == 4 and len(dlkunet_l(channels=(2, 4, 8, 16, 32)).decoders) == 4
+
+
+@pytest.mark.parametrize("variant", [dlkunet_s, dlkunet_m, dlkunet_l])
+def test_3d_variants_run(variant):
+    # the three depths in 3D at CPU-test widths; 16^3 is DLKUNet-L's smallest valid size
+    net = variant(spatial_dims=3, in_channels=1, out_channels=3, channels=(2, 4, 8, 16, 32)[: len(variant().encoders)])
+    with torch.no_grad():
+        y = net.eval()(torch.rand(1, 1, 16, 16, 16))
+    assert y.shape == (1, 3, 16, 16, 16)
+
+
+def test_odd_sizes_are_padded_like_the_reference():
+    # 2D and 3D sizes that the pooling halves unevenly still give full-size outputs
+    net = tiny_dlkunet(2, 1, 2).eval()
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 9, 45)).shape == (1, 2, 9, 45)
+
+
+def test_too_small_input_names_the_factor():
+    net = tiny_dlkunet(2, 1, 2).eval()
+    with pytest.raises(ValueError, match=r"at least 8.*\[8, 40\]"):
+        net(torch.rand(1, 1, 7, 40))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"channels": (96,)}, "at least 2"),
+        ({"deep_supervision": 3}, "deep_supervision"),
+        ({"kernel_size": 4}, "odd"),
+        ({"lka_dilated_kernel_size": 6}, "odd"),
+        ({"lka_dilation": 0}, "dilation"),
+        ({"up_kernel_size": 1}, "up_kernel_size"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DLKUNet(2, 1, 2, **{"channels": TINY, **kwargs})
