@@ -27,6 +27,8 @@ BUNDLES = sorted(p.name for p in (REPO / "bundles").iterdir() if (p / "configs" 
 SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
 SMALL_3D = {"patch_size": [32, 32, 32], "roi_size": [32, 32, 32]}
 SMALL_2D = {"patch_size": [32, 32], "roi_size": [32, 32]}
+# per-bundle overrides for the CPU tests: DLKUNet's smallest size (a variant chosen by config override, as users do)
+VARIANT = {"dlkunet": {"network_def#_target_": "lightseg_monai.networks.dlkunet_s"}}
 COMMON = {"max_epochs": 1, "val_interval": 1, "cache_rate": 0.0, "num_workers": 0, "num_samples": 1, "batch_size": 2,
           "sw_batch_size": 8}
 
@@ -81,7 +83,7 @@ def test_metadata(bundle):
 def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
-    over = dict(COMMON, **SMALL_3D, bundle_root=str(root), dataset_dir=dataset)
+    over = dict(COMMON, **SMALL_3D, **VARIANT.get(bundle, {}), bundle_root=str(root), dataset_dir=dataset)
     train = ConfigWorkflow(workflow_type="train", config_file=_cfg(bundle, "train.json", "3d.json"), **over)
     train.initialize()
     assert train.check_properties() == []
@@ -96,6 +98,7 @@ def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     infer = ConfigWorkflow(
         workflow_type="infer", config_file=_cfg(bundle, "inference.json", "3d.json"), bundle_root=str(root),
         dataset_dir=dataset, roi_size=SMALL_3D["roi_size"], num_workers=0, output_dir=str(tmp_path / "out"),
+        **VARIANT.get(bundle, {}),
     )
     infer.initialize()
     assert infer.check_properties() == []
@@ -110,7 +113,7 @@ def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
 def test_cli_2d_train_evaluate_infer_resume(bundle, dataset, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
-    over = dict(COMMON, **SMALL_2D, bundle_root=str(root), dataset_dir=dataset)
+    over = dict(COMMON, **SMALL_2D, **VARIANT.get(bundle, {}), bundle_root=str(root), dataset_dir=dataset)
     meta = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
     _cli(bundle, "run", "--config_file", "['configs/train.json','configs/2d.json']", *meta, overrides=over)
     ckpt = root / "models" / "checkpoint_epoch=1.pt"
@@ -135,7 +138,7 @@ def test_cli_2d_train_evaluate_infer_resume(bundle, dataset, tmp_path):
     inf_out = tmp_path / "infer"
     _cli(bundle, "run", "--config_file", "['configs/inference.json','configs/2d.json']", *meta,
          overrides={"bundle_root": str(root), "dataset_dir": dataset, "roi_size": SMALL_2D["roi_size"], "num_workers": 0,
-                    "output_dir": str(inf_out), "sw_batch_size": 8})
+                    "output_dir": str(inf_out), "sw_batch_size": 8, **VARIANT.get(bundle, {})})
     _check_seg_matches_input(str(inf_out / "test0_seg.nii.gz"), os.path.join(dataset, "imagesTs", "test0.nii.gz"), 2)
 
 
@@ -146,7 +149,8 @@ def test_ddp_torchrun_gloo(bundle, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
     # one volume per rank, two patches from it: batch norm needs more than one value per channel at 1/32 scale
-    over = dict(COMMON, **SMALL_3D, bundle_root=str(root), dataset_dir=dataset, batch_size=1, num_samples=2)
+    over = dict(COMMON, **SMALL_3D, **VARIANT.get(bundle, {}), bundle_root=str(root), dataset_dir=dataset, batch_size=1,
+                num_samples=2)
     _cli(bundle, "run", "--config_file", "['configs/train.json','configs/3d.json','configs/multi_gpu_train.json']",
          "--meta_file", "configs/metadata.json", overrides=over, torchrun=True)
     state = torch.load(root / "models" / "model.pt", weights_only=True)
