@@ -18,7 +18,7 @@ from collections.abc import Hashable, Mapping
 from monai.data import ITKWriter, NibabelWriter
 from monai.transforms import Spacingd as _MonaiSpacingd
 
-__all__ = ["Spacingd", "AtomicNibabelWriter", "AtomicITKWriter", "atomic_path"]
+__all__ = ["Spacingd", "AtomicNibabelWriter", "AtomicITKWriter", "atomic_path", "select_by_modality"]
 
 
 class Spacingd(_MonaiSpacingd):
@@ -80,3 +80,17 @@ class AtomicITKWriter(ITKWriter):
     def write(self, filename, verbose: bool = False, **kwargs):
         with atomic_path(filename) as tmp:
             super().write(tmp, verbose=verbose, **kwargs)
+
+
+def select_by_modality(modality: str, ct, mri):
+    """Return ``ct`` for modality "CT" and ``mri`` for "MRI" / "MR" (any case); a bundle's ``intensity`` uses it.
+
+    Raises:
+        ValueError: for any other modality, naming the accepted values.
+    """
+    m = str(modality).strip().upper()
+    if m == "CT":
+        return ct
+    if m in ("MR", "MRI"):
+        return mri
+    raise ValueError(f"modality must be 'CT' or 'MRI' (or 'MR'), got {modality!r}; set --modality accordingly.")

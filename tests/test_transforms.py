@@ -48,3 +48,11 @@ def test_atomic_writer_leaves_no_partial_file(tmp_path):
     with pytest.raises(OSError):
         Boom().write(str(tmp_path / "other.nii.gz"))
     assert os.listdir(tmp_path) == ["seg.nii.gz"]
+
+
+def test_select_by_modality():
+    from lightseg_monai.transforms import select_by_modality
+
+    assert select_by_modality("ct", 1, 2) == 1 and select_by_modality("MR", 1, 2) == 2 and select_by_modality("MRI", 1, 2) == 2
+    with pytest.raises(ValueError, match="PET"):
+        select_by_modality("PET", 1, 2)
