@@ -9,7 +9,8 @@
 2. trains the default bundle (LGMSNet) briefly with MONAI's engines, through the bundle's own ``train.json`` and
    its ``2d.json`` / ``3d.json`` (``ConfigWorkflow``), with a progress bar: in 2D (slices sampled from the volumes,
    slice-by-slice inference) on a CPU, in 3D (the bundle's default) on a GPU;
-3. evaluates the best checkpoint with the bundle's ``evaluate.json``: per-case Dice and HD95 (mm), printed as a table;
+3. evaluates the best checkpoint with the bundle's ``evaluate.json`` on the training volumes (does it fit?) and the
+   validation volume (does it generalise?): per-case Dice and HD95 (mm) in the original geometry, printed as a table;
 4. runs the bundle's ``inference.json`` (sliding window) on the validation volume, which it did not train on, and on
    the DICOM series, writing NIfTI masks in each input's geometry;
 5. writes PNG overlays (a few slices through label and prediction) and ``DIR/report.md``.
@@ -139,12 +140,15 @@ def run_quickstart(
     train.finalize()
     timings["train_s"] = time.time() - t0
 
-    print("[3/5] evaluating models/model.pt on the validation volume (Dice, HD95 in mm, in the original geometry)")
+    print("[3/5] evaluating models/model.pt on the training and validation volumes (Dice, HD95 in mm, original geometry)")
     t0 = time.time()
     eval_dir = out / "eval"
     ev = ConfigWorkflow(
         workflow_type="train", config_file=[str(cfg / "train.json"), str(cfg / "evaluate.json"), dims_file],
         meta_file=meta, logging_file=logging_file, **common, patch_size=roi, output_dir=str(eval_dir), cache_rate=0.0,
+        # the training cases show whether the network fits; the validation case whether it generalises
+        **{"validate#dataset#data": "$lightseg_monai.data.load_datalist(@dataset_dir, 'training') + "
+           "lightseg_monai.data.load_datalist(@dataset_dir, 'validation')"},
     )
     ev.initialize()
     ev.run()
@@ -152,10 +156,11 @@ def run_quickstart(
     dice = _read_metric_csv(eval_dir / "val_mean_dice_raw.csv")
     hd95 = _read_metric_csv(eval_dir / "val_hd95_raw.csv")
     timings["evaluate_s"] = time.time() - t0
-    rows = [(Path(k).name, dice[k][0], hd95.get(k, [float("nan")])[0]) for k in dice]
-    print(f"{'case':<28} {'Dice':>8} {'HD95 (mm)':>10}")
-    for name, d, h in rows:
-        print(f"{name:<28} {d:>8.4f} {h:>10.2f}")
+    split_of = {str(data / d["image"]): s for s in ("training", "validation") for d in spec[s]}
+    rows = [(Path(k).name, split_of.get(k, "?"), dice[k][0], hd95.get(k, [float("nan")])[0]) for k in dice]
+    print(f"{'case':<28} {'split':<11} {'Dice':>8} {'HD95 (mm)':>10}")
+    for name, split, d, h in rows:
+        print(f"{name:<28} {split:<11} {d:>8.4f} {h:>10.2f}")
 
     print("[4/5] sliding-window inference on the held-out volume and the DICOM series")
     t0 = time.time()
@@ -196,7 +201,7 @@ def run_quickstart(
     summary = {
         "bundle": bundle, "spatial_dims": spatial_dims, "epochs": epochs, "patch_size": roi, "pixdim": [pixdim] * 3,
         "train_loss_last_iteration": losses[-1] if losses else None,
-        "metrics": [{"case": n, "dice": d, "hd95_mm": h} for n, d, h in rows],
+        "metrics": [{"case": n, "split": sp, "dice": d, "hd95_mm": h} for n, sp, d, h in rows],
         "inference": results, "timings_s": timings, "output_dir": str(out),
     }
     _write_report(out, summary, spec)
@@ -223,10 +228,10 @@ def _write_report(out: Path, s: dict, spec: dict) -> None:
         "",
         "## Evaluation (original geometry; HD95 in mm; empty-mask convention of lightseg_monai.metrics)",
         "",
-        "| case | Dice | HD95 (mm) |",
-        "|---|---|---|",
+        "| case | split | Dice | HD95 (mm) |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {m['case']} | {m['dice']:.4f} | {m['hd95_mm']:.2f} |" for m in s["metrics"]]
+    lines += [f"| {m['case']} | {m['split']} | {m['dice']:.4f} | {m['hd95_mm']:.2f} |" for m in s["metrics"]]
     lines += ["", "## Inference", "", "| input | mask | voxels predicted | overlay |", "|---|---|---|---|"]
     for r in s["inference"]:
         rel = os.path.relpath(r["overlay"], out)

@@ -38,7 +38,8 @@ def test_quickstart_on_real_data_one_epoch(tmp_path):
                        progress=False)
     out = tmp_path / "qs"
     assert (out / "report.md").is_file() and json.loads((out / "summary.json").read_text())["epochs"] == 1
-    assert len(s["metrics"]) == 1 and 0.0 <= s["metrics"][0]["dice"] <= 1.0 and s["metrics"][0]["hd95_mm"] >= 0.0
+    assert sorted(m["split"] for m in s["metrics"]) == ["training", "training", "validation"]
+    assert all(0.0 <= m["dice"] <= 1.0 and m["hd95_mm"] >= 0.0 for m in s["metrics"])
     assert (out / "bundle" / "models" / "model.pt").is_file()
     for r in s["inference"]:  # the held-out NIfTI volume and the DICOM series
         assert os.path.isfile(r["overlay"]) and os.path.isfile(r["mask"])
