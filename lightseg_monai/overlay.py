@@ -68,7 +68,7 @@ def save_overlay(
     tiles = [np.pad(t, ((0, h - t.shape[0]), (0, 4), (0, 0))) for t in tiles]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     strip = Image.fromarray(np.concatenate(tiles, axis=1))
-    scale = max(1, 256 // h)
+    scale = max(1, -(-256 // h))  # at least 256 pixels high
     if scale > 1:
         strip = strip.resize((strip.width * scale, strip.height * scale), Image.NEAREST)
     with atomic_path(path) as tmp:

@@ -18,4 +18,4 @@ from .mobilevit import DepthwiseConvBranch, GMSBlock, PatchAttention, PatchTrans
 from .multi_kernel import LMSBlock, MultiKernelDepthwiseConv
 from .shift import SpatialShiftBlock, SplitAttention, group_bounds, shift_groups, shift_pattern, spatial_shift
 from .tokenized_shift import TokenizedShiftBlock, TokenizedShiftDown, TokenizedShiftUp
-from .utils import check_spatial_dims, conv_norm_act
+from .utils import check_input_size, check_spatial_dims, conv_norm_act

@@ -10,7 +10,7 @@ import torch.nn as nn
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Act
 
-__all__ = ["check_spatial_dims", "conv_norm_act", "resolve_norm"]
+__all__ = ["check_input_size", "check_spatial_dims", "conv_norm_act", "resolve_norm"]
 
 # MONAI's activation factory has "swish" (its own two-kernel x * sigmoid(alpha * x)) but not PyTorch's fused SiLU,
 # which the papers' reference code uses. Register it once so "silu" works in code and in bundle configs.
@@ -23,6 +23,26 @@ def check_spatial_dims(spatial_dims: int) -> int:
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
     return int(spatial_dims)
+
+
+def check_input_size(x, spatial_dims: int, divisor: int, name: str) -> None:
+    """Raise a ValueError unless ``x`` is ``(B, C, *spatial)`` with ``spatial_dims`` sizes that divide by ``divisor``.
+
+    The message names the network, the factor and the padded shape to use. Networks call it only outside TorchScript
+    (``if not torch.jit.is_scripting()``).
+    """
+    if x.ndim != spatial_dims + 2:
+        raise ValueError(
+            f"{name}(spatial_dims={spatial_dims}) expects a {spatial_dims + 2}-D tensor (B, C, *spatial), "
+            f"got shape {tuple(x.shape)}."
+        )
+    spatial = list(x.shape[2:])
+    if any(s % divisor != 0 for s in spatial):
+        padded = [((s + divisor - 1) // divisor) * divisor for s in spatial]
+        raise ValueError(
+            f"{name} needs every spatial size to divide by {divisor}; got {spatial}. Pad the input to {padded} "
+            f"(e.g. monai.transforms.DivisiblePad(k={divisor})) or use a sliding-window roi_size divisible by {divisor}."
+        )
 
 
 def resolve_norm(norm: str | tuple | None, spatial_dims: int, default_2d: str | tuple, default_3d: str | tuple):

@@ -28,7 +28,7 @@ from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.mobilevit import GMSBlock
 from lightseg_monai.layers.multi_kernel import LMSBlock
-from lightseg_monai.layers.utils import check_spatial_dims, conv_norm_act, resolve_norm
+from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, conv_norm_act, resolve_norm
 
 __all__ = ["LGMSNet", "lgmsnet"]
 
@@ -187,24 +187,9 @@ class LGMSNet(nn.Module):
         # deep-supervision heads on the 1/2, 1/4 and 1/8 decoder outputs (our addition; the reference has none)
         self.ds_heads = nn.ModuleList([conv(c, out_channels, kernel_size=1) for c in (c2, c3, c4)[:deep_supervision]])
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != self.spatial_dims + 2:
-            raise ValueError(
-                f"LGMSNet(spatial_dims={self.spatial_dims}) expects a {self.spatial_dims + 2}-D tensor (B, C, *spatial), "
-                f"got shape {tuple(x.shape)}."
-            )
-        spatial = list(x.shape[2:])
-        if any(s % self.divisor != 0 for s in spatial):
-            padded = [((s + self.divisor - 1) // self.divisor) * self.divisor for s in spatial]
-            raise ValueError(
-                f"LGMSNet needs every spatial size to divide by {self.divisor}; got {spatial}. Pad the input to {padded} "
-                f"(e.g. monai.transforms.DivisiblePad(k={self.divisor})) or use a sliding-window roi_size divisible by "
-                f"{self.divisor}."
-            )
-
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():
-            self._check_input(x)
+            check_input_size(x, self.spatial_dims, self.divisor, "LGMSNet")
         x1 = self.enc1(self.stem(x))
         x2 = self.enc2(self.pool(x1))
         x3 = self.enc3(self.pool(x2))

@@ -30,7 +30,7 @@ from monai.networks.layers.factories import Conv
 
 from lightseg_monai.layers.light_conv import LightConvBlock
 from lightseg_monai.layers.tokenized_shift import TokenizedShiftDown, TokenizedShiftUp, upsample_mode
-from lightseg_monai.layers.utils import check_spatial_dims
+from lightseg_monai.layers.utils import check_input_size, check_spatial_dims
 
 __all__ = ["LSUNet", "lsunet"]
 
@@ -167,24 +167,9 @@ class LSUNet(nn.Module):
         # deep-supervision heads l1..l5 on the decoder at 1/2 ... 1/32
         self.ds_heads = nn.ModuleList([conv(c, out_channels, kernel_size=1) for c in channels[:deep_supervision]])
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != self.spatial_dims + 2:
-            raise ValueError(
-                f"LSUNet(spatial_dims={self.spatial_dims}) expects a {self.spatial_dims + 2}-D tensor "
-                f"(B, C, *spatial), got shape {tuple(x.shape)}."
-            )
-        spatial = list(x.shape[2:])
-        if any(s % self.divisor != 0 for s in spatial):
-            padded = [((s + self.divisor - 1) // self.divisor) * self.divisor for s in spatial]
-            raise ValueError(
-                f"LSUNet needs every spatial size to divide by {self.divisor}; got {spatial}. Pad the input to "
-                f"{padded} (e.g. monai.transforms.DivisiblePad(k={self.divisor})) or use a sliding-window roi_size "
-                f"divisible by {self.divisor}."
-            )
-
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():
-            self._check_input(x)
+            check_input_size(x, self.spatial_dims, self.divisor, "LSUNet")
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)

@@ -38,7 +38,7 @@ import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.involution import ConvInvolutionUnit, ResidualDenseInvolutionBlock
-from lightseg_monai.layers.utils import check_spatial_dims, resolve_norm
+from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, resolve_norm
 
 __all__ = ["RDIUNet", "rdiunet"]
 
@@ -182,24 +182,9 @@ class RDIUNet(nn.Module):
             [conv(c, out_channels, kernel_size=1) for c in channels[1 : 1 + deep_supervision]]
         )
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != self.spatial_dims + 2:
-            raise ValueError(
-                f"RDIUNet(spatial_dims={self.spatial_dims}) expects a {self.spatial_dims + 2}-D tensor "
-                f"(B, C, *spatial), got shape {tuple(x.shape)}."
-            )
-        spatial = list(x.shape[2:])
-        if any(s % self.divisor != 0 for s in spatial):
-            padded = [((s + self.divisor - 1) // self.divisor) * self.divisor for s in spatial]
-            raise ValueError(
-                f"RDIUNet needs every spatial size to divide by {self.divisor}; got {spatial}. Pad the input to "
-                f"{padded} (e.g. monai.transforms.DivisiblePad(k={self.divisor})) or use a sliding-window roi_size "
-                f"divisible by {self.divisor}."
-            )
-
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():
-            self._check_input(x)
+            check_input_size(x, self.spatial_dims, self.divisor, "RDIUNet")
         skips: list[torch.Tensor] = []
         for enc in self.encoder:
             x = enc(x)
