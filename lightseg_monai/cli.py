@@ -95,8 +95,10 @@ def _quickstart_parser(sub: argparse._SubParsersAction) -> None:
         "quickstart",
         help="build the MR sample dataset, train the default bundle briefly, evaluate, infer, report",
         description=(
-            "The main job on real data: builds the MR sample dataset in DIR/data, trains the bundle (default LGMSNet) for a few epochs, evaluates it (per-case Dice and HD95 in mm), runs sliding-window inference on the "
-            "held-out volume and the DICOM series, and writes NIfTI masks, PNG overlays and DIR/report.md."
+            "The main job on real data: builds the MR sample dataset in DIR/data, trains the bundle (default LGMSNet; "
+            "2D on a CPU, 3D on a GPU) briefly, evaluates it (per-case Dice and HD95 in mm), runs sliding-window "
+            "inference on the held-out volume and the DICOM series, and writes NIfTI masks, PNG overlays and "
+            "DIR/report.md."
         ),
     )
     p.add_argument("dir", help="output folder")

@@ -1,26 +1,39 @@
 """Print the README's complexity table: parameters, thop-convention MACs and FlopCounterMode FLOPs per network.
 
-Run: python scripts/complexity_table.py   (meta device: no compute, a few seconds)
+Run: python scripts/complexity_table.py   (on the meta device: shapes only, a few seconds)
 """
+
+from __future__ import annotations
+
 import torch
-from lightseg_monai.networks import LGMSNet, LSUNet, RDIUNet, dlkunet_s, dlkunet_m, dlkunet_l
-from lightseg_monai.utils import count_parameters, count_macs, count_flops
-rows = [
- ("LGMSNet 2D", lambda: LGMSNet(2,3,1), (1,3,256,256), "3 -> 1, 256^2"),
- ("LGMSNet 3D", lambda: LGMSNet(3,1,14), (1,1,96,96,96), "1 -> 14, 96^3"),
- ("DLKUNet-S", lambda: dlkunet_s(2,1,9), (1,1,224,224), "1 -> 9, 224^2"),
- ("DLKUNet-M", lambda: dlkunet_m(2,1,9), (1,1,224,224), "1 -> 9, 224^2"),
- ("DLKUNet-L", lambda: dlkunet_l(2,1,9), (1,1,224,224), "1 -> 9, 224^2"),
- ("LSU-Net", lambda: LSUNet(2,3,3), (1,3,224,224), "3 -> 3, 224^2"),
- ("RDIU-Net (K=1)", lambda: RDIUNet(2,1,1), (1,1,256,256), "1 -> 1, 256^2"),
- ("RDIU-Net (K=3)", lambda: RDIUNet(2,1,1,kernel_size=3), (1,1,256,256), "1 -> 1, 256^2"),
+
+from lightseg_monai.networks import LGMSNet, LSUNet, RDIUNet, dlkunet_l, dlkunet_m, dlkunet_s
+from lightseg_monai.utils import count_flops, count_macs, count_parameters
+
+ROWS = [
+    ("LGMSNet 2D", lambda: LGMSNet(2, 3, 1), (1, 3, 256, 256), "3 -> 1, 256^2"),
+    ("LGMSNet 3D", lambda: LGMSNet(3, 1, 14), (1, 1, 96, 96, 96), "1 -> 14, 96^3"),
+    ("DLKUNet-S", lambda: dlkunet_s(2, 1, 9), (1, 1, 224, 224), "1 -> 9, 224^2"),
+    ("DLKUNet-M", lambda: dlkunet_m(2, 1, 9), (1, 1, 224, 224), "1 -> 9, 224^2"),
+    ("DLKUNet-L", lambda: dlkunet_l(2, 1, 9), (1, 1, 224, 224), "1 -> 9, 224^2"),
+    ("LSU-Net", lambda: LSUNet(2, 3, 3), (1, 3, 224, 224), "3 -> 3, 224^2"),
+    ("RDIU-Net (K=1)", lambda: RDIUNet(2, 1, 1), (1, 1, 256, 256), "1 -> 1, 256^2"),
+    ("RDIU-Net (K=3)", lambda: RDIUNet(2, 1, 1, kernel_size=3), (1, 1, 256, 256), "1 -> 1, 256^2"),
 ]
-print("| network | config | params | MACs (thop convention) | FLOPs (FlopCounterMode) |")
-print("|---|---|---|---|---|")
-for name, f, shape, cfg in rows:
-    with torch.device("meta"):
-        n = f(); x = torch.empty(shape)
-    p = count_parameters(n)
-    m = count_macs(n, x); fl = count_flops(n, x)
-    ex = count_macs(n, x, convention="exact") if "DLK" in name else None
-    print(f"| {name} | {cfg} | {p:,} | {m/1e9:.3f} G" + (f" (exact {ex/1e9:.2f} G)" if ex else "") + f" | {fl/1e9:.2f} G |")
+
+
+def main() -> None:
+    print("| network | config | params | MACs (thop convention) | FLOPs (FlopCounterMode) |")
+    print("|---|---|---|---|---|")
+    for name, make, shape, cfg in ROWS:
+        with torch.device("meta"):
+            net = make()
+            x = torch.empty(shape)
+        macs = count_macs(net, x)
+        exact = f" (exact {count_macs(net, x, convention='exact') / 1e9:.2f} G)" if name.startswith("DLK") else ""
+        flops = count_flops(net, x)
+        print(f"| {name} | {cfg} | {count_parameters(net):,} | {macs / 1e9:.3f} G{exact} | {flops / 1e9:.2f} G |")
+
+
+if __name__ == "__main__":
+    main()
