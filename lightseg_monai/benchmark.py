@@ -319,16 +319,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
     batch = a.batch or ((64 if a.spatial_dims == 2 else 4) if cuda else (4 if a.spatial_dims == 2 else 1))
     tbatch = a.train_batch or ((16 if a.spatial_dims == 2 else 2) if cuda else (2 if a.spatial_dims == 2 else 1))
     dtype = a.dtype or ("bfloat16" if cuda else "float32")
-    rows = []
+    rows: list[dict] = []
+    failed: list[dict] = []
     for name in a.models:
-        row = benchmark_model(
-            name, a.spatial_dims, a.in_channels, a.out_channels, size, batch, tbatch, a.device, dtype, a.compile,
-            a.channels_last,
-            warmup=a.warmup if a.warmup is not None else (5 if cuda else 1),
-            iters=a.iters if a.iters is not None else (10 if cuda else 1),
-            repeats=a.repeats if a.repeats is not None else (5 if cuda else 3),
-            train=not a.no_train,
-        )
+        try:
+            row = benchmark_model(
+                name, a.spatial_dims, a.in_channels, a.out_channels, size, batch, tbatch, a.device, dtype, a.compile,
+                a.channels_last,
+                warmup=a.warmup if a.warmup is not None else (5 if cuda else 1),
+                iters=a.iters if a.iters is not None else (10 if cuda else 1),
+                repeats=a.repeats if a.repeats is not None else (5 if cuda else 3),
+                train=not a.no_train,
+            )
+        except ValueError:
+            raise  # a usage error (unknown model, no CUDA): the same for every model
+        except Exception as e:  # one model failing (out of memory, a compiler error) must not lose the others' rows
+            if not rows:
+                raise RuntimeError(f"the peer {name!r} (first model) failed, so no ratio can be taken: {e}") from e
+            print(f"{name}: FAILED: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            failed.append({"model": name, "error": f"{type(e).__name__}: {e}"})
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
         base = rows[0] if rows else row
         row["infer_ratio"] = row["infer_items_per_s"] / base["infer_items_per_s"]
         tr, btr = row["train_items_per_s"], base["train_items_per_s"]
@@ -336,17 +348,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row["ratio_to"] = base["model"]
         rows.append(row)
         print(f"{name}: {row['infer_items_per_s']:.1f} items/s inference, ratio {row['infer_ratio']:.3f}", file=sys.stderr, flush=True)
+        if a.json:  # rewritten after every model, so an interrupted run keeps the rows it measured
+            _write_json(a.json, rows, failed)
     print(_table(rows))
     if a.json:
-        import os
-        import tempfile
-
-        d = os.path.dirname(os.path.abspath(a.json))
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(rows, f, indent=2)
-        os.replace(tmp, a.json)  # complete or absent
+        _write_json(a.json, rows, failed)
+    if failed:
+        print("failed: " + ", ".join(f["model"] for f in failed), file=sys.stderr)
     return rows
+
+
+def _write_json(path: str, rows: list[dict], failed: list[dict]) -> None:
+    """Write the rows (and any failed models, as rows with an ``error``) atomically: the file is complete or absent."""
+    import os
+    import tempfile
+
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(rows + failed, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 if __name__ == "__main__":

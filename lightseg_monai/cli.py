@@ -110,6 +110,11 @@ def _quickstart_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pixdim", type=float, default=2.0, help="isotropic voxel size in mm for resampling")
     p.add_argument("--spatial-dims", type=int, default=None, choices=(2, 3), help="default: 3 on a GPU, 2 on a CPU")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes (default 0)")
+    p.add_argument("--checkpoint", choices=("best", "final"), default="best",
+                   help="weights to evaluate and run: best validation Dice (default) or the last epoch")
+    p.add_argument("--val-interval", type=int, default=None, help="epochs between validations (default: half)")
+    p.add_argument("--time-limit", type=float, default=None, help="end training after this many seconds")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_quickstart)
 
@@ -120,6 +125,8 @@ def _run_quickstart(args: argparse.Namespace) -> int:
     run_quickstart(
         args.dir, bundle=args.bundle, bundle_dir=args.bundle_dir, sources=args.sources, epochs=args.epochs,
         patch_size=args.patch_size, pixdim=args.pixdim, spatial_dims=args.spatial_dims, device=args.device,
+        num_workers=args.num_workers, checkpoint=args.checkpoint, val_interval=args.val_interval,
+        time_limit=args.time_limit,
         progress=not args.no_progress,
     )
     return 0

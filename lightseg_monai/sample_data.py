@@ -57,8 +57,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import SimpleITK as sitk
+from monai.utils import optional_import
 from tqdm.auto import tqdm
+
+# imported on first use, so that the constants and the command line parser load without SimpleITK (a GPU machine
+# running a prebuilt dataset needs only MONAI's readers); using it without SimpleITK raises an error that names it
+sitk, _ = optional_import("SimpleITK")
 
 __all__ = [
     "CASES",

@@ -50,3 +50,28 @@ def test_quickstart_on_real_data_one_epoch(tmp_path):
     assert nib.load(nifti["mask"]).shape == src.shape
     np.testing.assert_allclose(nib.load(nifti["mask"]).affine, src.affine, atol=1e-3)
     assert any(os.path.isdir(r["input"]) for r in s["inference"]), "the DICOM series was not inferred"
+
+
+@pytest.mark.skipif(_sources() is None, reason="real sample sources not installed (.ci/fetch_sample_sources.sh)")
+def test_quickstart_time_limit_and_final_checkpoint(tmp_path):
+    from lightseg_monai.quickstart import run_quickstart
+
+    # a zero time limit ends training after its first iteration; the final weights are then the ones evaluated
+    s = run_quickstart(str(tmp_path / "qs"), sources=_sources(), epochs=5, patch_size=64, pixdim=3.0, spatial_dims=2,
+                       progress=False, checkpoint="final", time_limit=0.0)
+    assert s["epochs_done"] == 1 and s["checkpoint"] == "final"
+    assert len(s["train_loss_per_epoch"]) == 1 and s["train_loss_per_epoch"][0] > 0
+    assert s["train_patches"] == 8 and s["train_patches_per_s"] > 0  # one iteration: num_samples 8 patches
+    assert (tmp_path / "qs" / "bundle" / "models_final" / "model.pt").is_file()
+    assert "1 of 5 epochs, final checkpoint" in (tmp_path / "qs" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match", [({"checkpoint": "last"}, "'best' or 'final'"), ({"val_interval": 0}, "val_interval"),
+                      ({"epochs": 0}, "epochs")]
+)
+def test_quickstart_bad_arguments(tmp_path, kwargs, match):
+    from lightseg_monai.quickstart import run_quickstart
+
+    with pytest.raises(ValueError, match=match):
+        run_quickstart(str(tmp_path / "qs"), **kwargs)

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Everything the issues ask of a GPU, in one run that fits a short lease:
+#   1. the benchmark tables (scripts/gpu_benchmark.sh's runs): 2D eager, 3D eager, 2D compiled, 3D compiled;
+#   2. a real training run of each bundle on the MR sample dataset (lightseg quickstart, final checkpoint evaluated);
+#   3. torch.profiler tables of each network (scripts/gpu_profile.py), when time is left.
+# Each step runs under a time limit taken from what is left of BUDGET_S, writes its log and results into WORK_DIR,
+# and WORK_DIR is archived into ARCHIVE after every step (datasets and checkpoints left out), so a step cut short
+# loses only itself.
+#
+# Usage: bash scripts/gpu_session.sh WORK_DIR ARCHIVE DATA_DIR [BUDGET_S]
+#   DATA_DIR: a built MR sample dataset (python -m lightseg_monai sample-data DIR --modality MR --no-extras)
+# Environment: PHASES (the steps, default "eager profile compiled bundles"), DEVICE (cuda), SIZE (256), EPOCHS_2D (300), EPOCHS_3D (250), PIXDIM (1.0), QS_WORKERS (2),
+#   BENCH_EXTRA (extra benchmark arguments, e.g. for a CPU dry run: "--warmup 0 --iters 1 --repeats 1")
+set -uo pipefail
+W=${1:?usage: gpu_session.sh WORK_DIR ARCHIVE DATA_DIR [BUDGET_S]}
+ARCHIVE=${2:?archive path}
+DATA=${3:?sample dataset folder}
+BUDGET=${4:-540}
+DEVICE=${DEVICE:-cuda}
+SIZE=${SIZE:-256}
+SIZE3D=${SIZE3D:-96}
+EPOCHS_2D=${EPOCHS_2D:-300}
+EPOCHS_3D=${EPOCHS_3D:-250}
+PIXDIM=${PIXDIM:-1.0}
+QS_WORKERS=${QS_WORKERS:-2}
+BENCH_EXTRA=${BENCH_EXTRA:-}
+PHASES=${PHASES:-eager profile compiled bundles}
+export PYTHONUNBUFFERED=1
+mkdir -p "$W"
+start=$(date +%s)
+elapsed() { echo $(($(date +%s) - start)); }
+left() { echo $((BUDGET - $(elapsed))); }
+snap() { tar czf "$ARCHIVE.tmp" --exclude='./qs_*/data' --exclude='*.pt' --exclude='*.ts' -C "$W" . && mv "$ARCHIVE.tmp" "$ARCHIVE"; }
+
+# run NAME MAX_S RESERVE_S CMD...: at most MAX_S, and never into the last RESERVE_S of the budget
+run() {
+  local name=$1 max=$2 reserve=$3
+  shift 3
+  local t=$(($(left) - reserve))
+  ((t > max)) && t=$max
+  if ((t < 20)); then
+    echo "== $name: skipped, $t s left for it" | tee "$W/$name.log"
+    return
+  fi
+  echo "== $name (limit $t s, at $(elapsed) s)"
+  timeout --kill-after=5 "$t" "$@" >"$W/$name.log" 2>&1
+  echo "== $name: exit $? at $(elapsed) s"
+  grep -E '^\||FAILED|Error|error' "$W/$name.log" | tail -n 25
+  snap
+}
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
+  python3 -c "import torch, monai, sys; print(sys.version.split()[0], 'torch', torch.__version__, 'monai', monai.__version__, \
+'cuda', torch.cuda.is_available() and torch.cuda.get_device_name())"
+  nproc
+} 2>&1 | tee "$W/env.log"
+
+B="python3 -m lightseg_monai.benchmark --device $DEVICE $BENCH_EXTRA"
+OURS2D=${OURS2D:-lgmsnet dlkunet_s dlkunet_m dlkunet_l lsunet rdiunet rdiunet_k3}
+COMPILED2D=${COMPILED2D:-lgmsnet rdiunet lsunet dlkunet_m}
+B3D="--spatial-dims 3 --size $SIZE3D --in-channels 1 --out-channels 14 --batch 4 --train-batch 2"
+has() { [[ " $PHASES " == *" $1 "* ]]; }
+
+if has eager; then
+  run bench_2d_eager 130 "${RESERVE_2D:-200}" $B --size "$SIZE" --models monai_unet $OURS2D --json "$W/2d_eager.json"
+  run bench_3d_eager 50 "${RESERVE_3D:-170}" $B $B3D --models monai_unet lgmsnet --json "$W/3d_eager.json"
+fi
+if has profile; then
+  run profile 60 "${RESERVE_PROFILE:-120}" python3 scripts/gpu_profile.py "$W/profiles" monai_unet lgmsnet dlkunet_m lsunet \
+    rdiunet --size "$SIZE" --device "$DEVICE"
+fi
+if has compiled; then
+  run bench_2d_compiled 170 "${RESERVE_C2D:-70}" $B --size "$SIZE" --compile --models monai_unet $COMPILED2D \
+    --json "$W/2d_compiled.json"
+  run bench_3d_compiled 80 10 $B $B3D --compile --models monai_unet lgmsnet --json "$W/3d_compiled.json"
+fi
+
+if has bundles; then
+  # the four bundles' training runs, side by side on the one GPU (their speeds are shared-GPU figures; the
+  # benchmark gives the clean ones); each evaluates its final checkpoint on its training and validation volumes
+  qs_limit=$(($(left) - 15))
+  ((qs_limit > 240)) && qs_limit=240
+  echo "== bundles on the sample data (limit $qs_limit s, at $(elapsed) s)"
+  pids=()
+  for spec in lgmsnet:3:$EPOCHS_3D dlkunet:2:$EPOCHS_2D lsunet:2:$EPOCHS_2D rdiunet:2:$EPOCHS_2D; do
+    IFS=: read -r b dims ep <<<"$spec"
+    mkdir -p "$W/qs_$b" && cp -r "$DATA" "$W/qs_$b/data"
+    # training stops at 60% of the step's time so that evaluation and inference fit in the rest
+    timeout --kill-after=5 "$qs_limit" python3 -m lightseg_monai quickstart "$W/qs_$b" --bundle "$b" \
+      --spatial-dims "$dims" --epochs "$ep" --val-interval "${VAL_INTERVAL:-50}" --pixdim "$PIXDIM" --device "$DEVICE" \
+      --num-workers "$QS_WORKERS" --checkpoint final --time-limit $((qs_limit * 6 / 10)) --no-progress \
+      >"$W/qs_$b.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}"
+    echo "bundle job $i: exit $?"
+  done
+  echo "== bundles done at $(elapsed) s"
+  for b in lgmsnet dlkunet lsunet rdiunet; do
+    echo "-- $b"
+    grep -E '^(case|brain|breast|report)|Error|error' "$W/qs_$b.log" | tail -n 8
+    python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print({k: s[k] for k in ('epochs_done','train_patches_per_s','train_peak_gpu_bytes','infer_peak_gpu_bytes','device')}, s['timings_s'], [round(v,3) for v in s['train_loss_per_epoch'][::max(1,len(s['train_loss_per_epoch'])//6)]])" "$W/qs_$b/summary.json" 2>/dev/null
+  done
+  snap
+fi
+echo "== done at $(elapsed) s"
