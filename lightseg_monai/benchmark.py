@@ -182,19 +182,31 @@ def benchmark_model(
     iters: int = 10,
     repeats: int = 5,
     train: bool = True,
+    complexity: bool = True,
+    cudnn_benchmark: bool | None = None,
 ) -> dict:
-    """Measure one model; returns one JSON-able row (see the module docstring)."""
+    """Measure one model; returns one JSON-able row (see the module docstring).
+
+    ``complexity=False`` leaves MACs and FLOPs out (null; they are counted on CPU and cost a forward pass each);
+    ``cudnn_benchmark`` (default: on for CUDA, as nnU-Net and MONAI's bundles run) lets cuDNN time its algorithms for
+    each conv shape during the warm-up.
+    """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch.cuda.is_available() is False; use --device cpu.")
+    if cudnn_benchmark is None:
+        cudnn_benchmark = dev.type == "cuda"
+    torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
     torch.manual_seed(0)
     model = build(name, spatial_dims, in_channels, out_channels, size)
     shape = (in_channels,) + (size,) * spatial_dims
     params = count_parameters(model)
-    probe = torch.rand((1,) + shape)
-    macs = count_macs(model, probe)
-    flops = count_flops(model, probe)
-    del probe
+    macs = flops = None
+    if complexity:
+        probe = torch.rand((1,) + shape)
+        macs = count_macs(model, probe)
+        flops = count_flops(model, probe)
+        del probe
 
     if channels_last is None:
         channels_last = dev.type == "cuda"
@@ -275,6 +287,7 @@ def benchmark_model(
         "device": dev_name,
         "dtype": dtype if amp_dtype is not None else "float32",
         "channels_last": channels_last,
+        "cudnn_benchmark": bool(cudnn_benchmark),
         "compiled": bool(compile),
         "torch": torch.__version__,
     }
@@ -287,9 +300,11 @@ def _table(rows: list[dict]) -> str:
         peak = "n/a" if r["infer_peak_bytes"] is None else f"{r['infer_peak_bytes'] / 1e9:.2f}"
         tr = "n/a" if r["train_items_per_s"] is None else f"{r['train_items_per_s']:.1f}"
         trr = "n/a" if r["train_ratio"] is None else f"{r['train_ratio']:.3f}"
+        macs = "n/a" if r["macs"] is None else f"{r['macs'] / 1e9:.3f}"
+        flops = "n/a" if r["flops"] is None else f"{r['flops'] / 1e9:.2f}"
         lines.append(
-            f"| {r['model']}{' (compiled)' if r['compiled'] else ''} | {r['params'] / 1e6:.3f}M | {r['macs'] / 1e9:.3f} | "
-            f"{r['flops'] / 1e9:.2f} | {r['infer_items_per_s']:.1f} | {r['infer_ratio']:.3f} | {tr} | {trr} | {peak} |"
+            f"| {r['model']}{' (compiled)' if r['compiled'] else ''} | {r['params'] / 1e6:.3f}M | {macs} | "
+            f"{flops} | {r['infer_items_per_s']:.1f} | {r['infer_ratio']:.3f} | {tr} | {trr} | {peak} |"
         )
     return "\n".join(lines)
 
@@ -309,6 +324,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--no-train", action="store_true", help="skip the training measurement")
+    p.add_argument("--no-complexity", action="store_true", help="skip counting MACs and FLOPs (null in the rows)")
+    p.add_argument("--cudnn-benchmark", dest="cudnn_benchmark", action="store_true", default=None,
+                   help="let cuDNN time its algorithms (default on CUDA)")
+    p.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--iters", type=int, default=None, help="iterations per timed block")
     p.add_argument("--repeats", type=int, default=None, help="timed blocks; the median is reported")
@@ -330,6 +349,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 iters=a.iters if a.iters is not None else (10 if cuda else 1),
                 repeats=a.repeats if a.repeats is not None else (5 if cuda else 3),
                 train=not a.no_train,
+                complexity=not a.no_complexity,
+                cudnn_benchmark=a.cudnn_benchmark,
             )
         except ValueError:
             raise  # a usage error (unknown model, no CUDA): the same for every model

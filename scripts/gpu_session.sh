@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Everything the issues ask of a GPU, in one run that fits a short lease:
-#   1. the benchmark tables (scripts/gpu_benchmark.sh's runs): 2D eager, 3D eager, 2D compiled, 3D compiled;
-#   2. a real training run of each bundle on the MR sample dataset (lightseg quickstart, final checkpoint evaluated);
-#   3. torch.profiler tables of each network (scripts/gpu_profile.py), when time is left.
+# Everything the issues ask of a GPU, in one run that fits a short lease (PHASES picks the steps):
+#   eager / eager_cl / eager3d / compiled: the benchmark tables (MONAI UNet first in each), 2D in contiguous and
+#     channels-last layout, 3D, torch.compile'd; with the implementation variants of scripts/gpu_variants.py;
+#   convs: the dominant conv shapes alone (scripts/gpu_convs.py); profile: torch.profiler tables (scripts/gpu_profile.py);
+#   bundles: a real training run of each bundle on the MR sample dataset (lightseg quickstart, final checkpoint).
 # Each step runs under a time limit taken from what is left of BUDGET_S, writes its log and results into WORK_DIR,
 # and WORK_DIR is archived into ARCHIVE after every step (datasets and checkpoints left out), so a step cut short
 # loses only itself.
 #
 # Usage: bash scripts/gpu_session.sh WORK_DIR ARCHIVE DATA_DIR [BUDGET_S]
 #   DATA_DIR: a built MR sample dataset (python -m lightseg_monai sample-data DIR --modality MR --no-extras)
-# Environment: PHASES (the steps, default "eager profile compiled bundles"), DEVICE (cuda), SIZE (256), EPOCHS_2D (300), EPOCHS_3D (250), PIXDIM (1.0), QS_WORKERS (2),
+# Environment: PHASES (the steps, default "eager eager_cl convs eager3d profile compiled"; "bundles" adds the
+#   training runs), DEVICE (cuda), SIZE (256), EPOCHS_2D (300), EPOCHS_3D (250), PIXDIM (1.0), QS_WORKERS (2),
 #   BENCH_EXTRA (extra benchmark arguments, e.g. for a CPU dry run: "--warmup 0 --iters 1 --repeats 1")
 set -uo pipefail
 W=${1:?usage: gpu_session.sh WORK_DIR ARCHIVE DATA_DIR [BUDGET_S]}
@@ -24,7 +26,7 @@ EPOCHS_3D=${EPOCHS_3D:-250}
 PIXDIM=${PIXDIM:-1.0}
 QS_WORKERS=${QS_WORKERS:-2}
 BENCH_EXTRA=${BENCH_EXTRA:-}
-PHASES=${PHASES:-eager profile compiled bundles}
+PHASES=${PHASES:-eager eager_cl convs eager3d profile compiled}
 export PYTHONUNBUFFERED=1
 mkdir -p "$W"
 start=$(date +%s)
@@ -56,24 +58,39 @@ run() {
   nproc
 } 2>&1 | tee "$W/env.log"
 
-B="python3 -m lightseg_monai.benchmark --device $DEVICE $BENCH_EXTRA"
-OURS2D=${OURS2D:-lgmsnet dlkunet_s dlkunet_m dlkunet_l lsunet rdiunet rdiunet_k3}
-COMPILED2D=${COMPILED2D:-lgmsnet rdiunet lsunet dlkunet_m}
+# the benchmark with the implementation variants of scripts/gpu_variants.py registered (NAME+IMPL)
+B="python3 scripts/gpu_variants.py --device $DEVICE $BENCH_EXTRA"
+EAGER2D=${EAGER2D:-lgmsnet lgmsnet+split dlkunet_s dlkunet_m dlkunet_m+phases lsunet rdiunet rdiunet_k3}
+EAGER2D_CL=${EAGER2D_CL:-lgmsnet dlkunet_m+phases lsunet rdiunet}
+EAGER3D=${EAGER3D:-lgmsnet lgmsnet+split}
+COMPILED2D=${COMPILED2D:-lgmsnet lsunet rdiunet dlkunet_m}
+PROFILE_MODELS=${PROFILE_MODELS:-lsunet rdiunet}
 B3D="--spatial-dims 3 --size $SIZE3D --in-channels 1 --out-channels 14 --batch 4 --train-batch 2"
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 
+# each step: at most MAX seconds, and it leaves RESERVE seconds of the budget to the steps after it
 if has eager; then
-  run bench_2d_eager 130 "${RESERVE_2D:-200}" $B --size "$SIZE" --models monai_unet $OURS2D --json "$W/2d_eager.json"
-  run bench_3d_eager 50 "${RESERVE_3D:-170}" $B $B3D --models monai_unet lgmsnet --json "$W/3d_eager.json"
+  run bench_2d_eager 75 230 $B --size "$SIZE" --no-channels-last --models monai_unet $EAGER2D \
+    --json "$W/2d_eager.json"
+fi
+if has eager_cl; then
+  run bench_2d_eager_cl 45 185 $B --size "$SIZE" --channels-last --models monai_unet $EAGER2D_CL \
+    --json "$W/2d_eager_cl.json"
+fi
+if has convs; then
+  run convs 20 165 python3 scripts/gpu_convs.py --json "$W/convs.json"
+fi
+if has eager3d; then
+  run bench_3d_eager 35 130 $B $B3D --no-channels-last --models monai_unet $EAGER3D --json "$W/3d_eager.json"
 fi
 if has profile; then
-  run profile 60 "${RESERVE_PROFILE:-120}" python3 scripts/gpu_profile.py "$W/profiles" monai_unet lgmsnet dlkunet_m lsunet \
-    rdiunet --size "$SIZE" --device "$DEVICE"
+  run profile 35 95 python3 scripts/gpu_profile.py "$W/profiles" $PROFILE_MODELS --size "$SIZE" --device "$DEVICE"
 fi
 if has compiled; then
-  run bench_2d_compiled 170 "${RESERVE_C2D:-70}" $B --size "$SIZE" --compile --models monai_unet $COMPILED2D \
+  run bench_2d_compiled 120 25 $B --size "$SIZE" --no-channels-last --compile --models monai_unet $COMPILED2D \
     --json "$W/2d_compiled.json"
-  run bench_3d_compiled 80 10 $B $B3D --compile --models monai_unet lgmsnet --json "$W/3d_compiled.json"
+  run bench_3d_compiled 80 5 $B $B3D --no-channels-last --compile --models monai_unet lgmsnet \
+    --json "$W/3d_compiled.json"
 fi
 
 if has bundles; then

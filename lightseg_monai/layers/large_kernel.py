@@ -165,7 +165,7 @@ class LargeKernelAttention(nn.Module):
     channels, and the result gates the input elementwise (Hadamard product). In inference (no autograd) the product is
     taken in place on the attention map, saving one full-size tensor. On CPU the dilated conv runs as
     :func:`dilated_depthwise_conv` (same values, many times faster there); elsewhere it is the plain conv, which
-    needs no extra copies.
+    needs no extra copies (``dilated_impl`` overrides the choice).
 
     Args:
         spatial_dims: 2 or 3.
@@ -173,10 +173,19 @@ class LargeKernelAttention(nn.Module):
         kernel_size: the first depthwise kernel. Defaults to 5 (paper Sec. 3.2: kernel 5, padding 2; Table 5).
         dilated_kernel_size: the dilated depthwise kernel. Defaults to 7 (paper Table 5).
         dilation: its dilation. Defaults to 3 (reference code; padding 9).
+        dilated_impl: how the dilated conv runs: ``"auto"`` (default: phase sub-grids on CPU, the plain conv
+            elsewhere), ``"native"`` (the plain dilated conv) or ``"phases"`` (:func:`dilated_depthwise_conv`);
+            the same values either way. A plain attribute, settable later.
     """
 
     def __init__(
-        self, spatial_dims: int, channels: int, kernel_size: int = 5, dilated_kernel_size: int = 7, dilation: int = 3
+        self,
+        spatial_dims: int,
+        channels: int,
+        kernel_size: int = 5,
+        dilated_kernel_size: int = 7,
+        dilation: int = 3,
+        dilated_impl: str = "auto",
     ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
@@ -186,10 +195,14 @@ class LargeKernelAttention(nn.Module):
         self.dilated = _depthwise(spatial_dims, channels, dilated_kernel_size, dilation)
         self.pointwise = Conv[Conv.CONV, spatial_dims](channels, channels, 1)
         self.dilation = int(dilation)
+        if dilated_impl not in ("auto", "native", "phases"):
+            raise ValueError(f"dilated_impl must be 'auto', 'native' or 'phases', got {dilated_impl!r}.")
+        self.dilated_impl = dilated_impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         attn = self.depthwise(x)
-        if self.dilation > 1 and attn.device.type == "cpu":
+        phases = self.dilated_impl == "phases" or (self.dilated_impl == "auto" and attn.device.type == "cpu")
+        if self.dilation > 1 and phases:
             attn = dilated_depthwise_conv(attn, self.dilated.weight, self.dilated.bias, self.dilation)
         else:
             attn = self.dilated(attn)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
@@ -36,13 +37,23 @@ class MultiKernelDepthwiseConv(nn.Module):
     The channels are split into ``len(kernel_sizes)`` equal groups; group ``i`` gets a depthwise convolution with
     kernel ``kernel_sizes[i]`` (with bias, "same" padding), and the results are concatenated back in order.
 
+    Two ways to compute it, the same values: ``"split"`` splits the channels, runs one conv per group and
+    concatenates; ``"fused"`` runs one depthwise conv with the largest kernel over all channels, the smaller kernels
+    embedded at its centre with zeros around them (built from the per-group weights on each call, so parameters,
+    gradients and checkpoints are the same either way): one launch and no split copies or concatenation, at the cost
+    of multiply-adds on the zero taps. ``"auto"`` picks per device: split on CPU, where the multiply-adds count,
+    fused on CUDA.
+
     Args:
         spatial_dims: 2 or 3.
         channels: number of channels; must divide by ``len(kernel_sizes)``.
         kernel_sizes: one odd kernel size per channel group. Defaults to the paper's (3, 5, 7, 9).
+        mode: ``"auto"`` (default), ``"split"`` or ``"fused"`` (see above); a plain attribute, settable later.
     """
 
-    def __init__(self, spatial_dims: int, channels: int, kernel_sizes: Sequence[int] = (3, 5, 7, 9)) -> None:
+    def __init__(
+        self, spatial_dims: int, channels: int, kernel_sizes: Sequence[int] = (3, 5, 7, 9), mode: str = "auto"
+    ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
         kernel_sizes = tuple(int(k) for k in kernel_sizes)
@@ -55,6 +66,12 @@ class MultiKernelDepthwiseConv(nn.Module):
         if any(k < 1 or k % 2 == 0 for k in kernel_sizes):
             raise ValueError(f"kernel_sizes must be positive odd numbers for 'same' padding, got {kernel_sizes}.")
         self.group_channels = channels // n
+        self.spatial_dims = spatial_dims
+        self.channels = channels
+        self.max_kernel = max(kernel_sizes)
+        if mode not in ("auto", "split", "fused"):
+            raise ValueError(f"mode must be 'auto', 'split' or 'fused', got {mode!r}.")
+        self.mode = mode
         conv_type = Conv[Conv.CONV, spatial_dims]
         self.convs = nn.ModuleList(
             [
@@ -63,7 +80,25 @@ class MultiKernelDepthwiseConv(nn.Module):
             ]
         )
 
+    def fused_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``(channels, 1, K, ..)`` weight (largest kernel ``K``, smaller kernels zero-padded) and the bias."""
+        weights: list[torch.Tensor] = []
+        biases: list[torch.Tensor] = []
+        for conv in self.convs:
+            p = (self.max_kernel - conv.weight.shape[-1]) // 2
+            weights.append(F.pad(conv.weight, [p, p] * self.spatial_dims) if p > 0 else conv.weight)
+            bias = conv.bias
+            if bias is not None:  # always set (the group convs have a bias); the check is for TorchScript's types
+                biases.append(bias)
+        return torch.cat(weights, 0), torch.cat(biases, 0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "fused" or (self.mode == "auto" and x.device.type == "cuda"):
+            w, b = self.fused_weight()
+            pad = self.max_kernel // 2
+            if self.spatial_dims == 2:
+                return F.conv2d(x, w, b, padding=pad, groups=self.channels)
+            return F.conv3d(x, w, b, padding=pad, groups=self.channels)
         parts = torch.split(x, self.group_channels, dim=1)
         outs: list[torch.Tensor] = []
         for i, conv in enumerate(self.convs):

@@ -93,3 +93,18 @@ def test_eblock_shapes_and_kernels():
     assert block(torch.rand(1, 2, 8, 8, 8)).shape == (1, 6, 8, 8, 8)
     assert block.conv1.depthwise.weight.shape == (2, 1, 5, 5, 5)
     assert block.attn.dilated.dilation == (2, 2, 2) and block.attn.dilated.padding == (4, 4, 4)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_large_kernel_attention_dilated_impls_agree(spatial_dims):
+    torch.manual_seed(0)
+    lka = LargeKernelAttention(spatial_dims, 4, dilated_kernel_size=3, dilation=2)
+    x = torch.randn((1, 4) + (11,) * spatial_dims)
+    outs = []
+    for impl in ("native", "phases", "auto"):
+        lka.dilated_impl = impl
+        outs.append(lka(x))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outs[1], outs[2])
+    with pytest.raises(ValueError, match="dilated_impl"):
+        LargeKernelAttention(spatial_dims, 4, dilated_impl="fft")

@@ -94,3 +94,31 @@ def test_gms_block_channels_last_matches():
         ref = blk(x)
         out = blk.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_multi_kernel_fused_mode_equals_split(spatial_dims):
+    torch.manual_seed(0)
+    m = MultiKernelDepthwiseConv(spatial_dims, 8)
+    x = torch.randn((2, 8) + (9,) * spatial_dims, requires_grad=True)
+    results = {}
+    for mode in ("split", "fused"):
+        m.mode = mode
+        y = m(x)
+        grads = torch.autograd.grad(y.square().sum(), [x] + list(m.parameters()))
+        results[mode] = (y, grads)
+    torch.testing.assert_close(results["split"][0], results["fused"][0], atol=1e-5, rtol=1e-5)
+    for a, b in zip(results["split"][1], results["fused"][1]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        w, b = m.fused_weight()
+    assert w.shape == (8, 1) + (9,) * spatial_dims and b.shape == (8,)
+    # the 3x3 group sits at the centre of its 9x9 slot, zeros around it
+    centre = (slice(None), slice(None)) + (slice(3, 6),) * spatial_dims
+    torch.testing.assert_close(w[:2][centre], m.convs[0].weight.detach())
+    assert w[:2].abs().sum() == pytest.approx(m.convs[0].weight.abs().sum().item())
+    m.mode = "auto"  # split on CPU
+    torch.testing.assert_close(m(x), results["split"][0])
+    torch.jit.script(m)
+    with pytest.raises(ValueError, match="'split' or 'fused'"):
+        MultiKernelDepthwiseConv(spatial_dims, 8, mode="fast")
