@@ -177,7 +177,7 @@ def benchmark_model(
     device: str = "cuda",
     dtype: str = "bfloat16",
     compile: bool = False,
-    channels_last: bool | None = None,
+    channels_last: bool = False,
     warmup: int = 3,
     iters: int = 10,
     repeats: int = 5,
@@ -188,8 +188,10 @@ def benchmark_model(
     """Measure one model; returns one JSON-able row (see the module docstring).
 
     ``complexity=False`` leaves MACs and FLOPs out (null; they are counted on CPU and cost a forward pass each);
-    ``cudnn_benchmark`` (default: on for CUDA, as nnU-Net and MONAI's bundles run) lets cuDNN time its algorithms for
-    each conv shape during the warm-up.
+    ``cudnn_benchmark`` (default: on for CUDA, as nnU-Net runs) lets cuDNN time its algorithms for each conv shape
+    during the warm-up. ``channels_last`` feeds model and input in channels-last layout; the default is the
+    contiguous layout that MONAI's transforms produce, which was also the faster one for MONAI UNet on an H200
+    (14,055 against 12,619 img/s) and took DLKUNet-M's peak inference memory from 9.0 GB to 3.4 GB.
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -208,13 +210,14 @@ def benchmark_model(
         flops = count_flops(model, probe)
         del probe
 
-    if channels_last is None:
-        channels_last = dev.type == "cuda"
     fmt = (torch.channels_last if spatial_dims == 2 else torch.channels_last_3d) if channels_last else torch.contiguous_format
     model = model.to(dev, memory_format=fmt)
     amp_dtype = getattr(torch, dtype) if dtype != "float32" else None
     autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype is not None else nullcontext
-    run = torch.compile(model) if compile else model
+    # static shapes: inference (batch) and training (train_batch) each get their own specialised graph; without
+    # dynamic=False the second batch size would make dynamo recompile with a symbolic batch dimension (slower to
+    # compile and to run)
+    run = torch.compile(model, dynamic=False) if compile else model
     timer = _Timer(dev)
 
     def timed(fn: Callable[[], None], items: int) -> float:
@@ -321,7 +324,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     p.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="autocast dtype (default bf16 on cuda, fp32 on cpu)")
     p.add_argument("--compile", action="store_true", help="measure torch.compile'd models")
-    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
+    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=False,
+                   help="channels-last layout for model and input (default: contiguous, as MONAI's transforms give)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--no-train", action="store_true", help="skip the training measurement")
     p.add_argument("--no-complexity", action="store_true", help="skip counting MACs and FLOPs (null in the rows)")

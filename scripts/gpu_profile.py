@@ -4,7 +4,7 @@
 
 Usage: python scripts/gpu_profile.py OUT_DIR [MODELS...] [--size 256 --batch 64 --train-batch 16]
 
-Same setting as the benchmark (bf16 autocast, channels_last, 3 -> 1 channels, AdamW); for each model writes
+Same setting as the benchmark (bf16 autocast, contiguous layout, 3 -> 1 channels, AdamW); for each model writes
 OUT_DIR/profile_<model>.txt with the operators and kernels sorted by their own CUDA time.
 """
 
@@ -28,7 +28,7 @@ def profile_model(
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
     sort = "self_device_time_total" if cuda else "self_cpu_time_total"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    fmt = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+    fmt = torch.contiguous_format
     model = build(name, spatial_dims, 3, 1, size).to(dev, memory_format=fmt)
     x = torch.rand((batch, 3) + (size,) * spatial_dims, device=dev).contiguous(memory_format=fmt)
     model.eval()

@@ -68,7 +68,10 @@ PROFILE_MODELS=${PROFILE_MODELS:-lsunet rdiunet}
 B3D="--spatial-dims 3 --size $SIZE3D --in-channels 1 --out-channels 14 --batch 4 --train-batch 2"
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 
-# each step: at most MAX seconds, and it leaves RESERVE seconds of the budget to the steps after it
+# each step: at most MAX seconds, and it leaves RESERVE seconds of the budget to the steps after it. On an H200
+# (docs/benchmarks/h200-2026-11-27/README.md) these limits were too short for the default model lists: eager 2D
+# takes about 10 s per network, LGMSNet-3D more than 35 s, and torch.compile more than 90 s per model; narrow
+# the lists (EAGER2D=..., COMPILED2D=...) or the PHASES to what the lease allows.
 if has eager; then
   run bench_2d_eager 75 230 $B --size "$SIZE" --no-channels-last --models monai_unet $EAGER2D \
     --json "$W/2d_eager.json"

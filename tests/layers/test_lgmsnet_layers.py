@@ -117,7 +117,7 @@ def test_multi_kernel_fused_mode_equals_split(spatial_dims):
     centre = (slice(None), slice(None)) + (slice(3, 6),) * spatial_dims
     torch.testing.assert_close(w[:2][centre], m.convs[0].weight.detach())
     assert w[:2].abs().sum() == pytest.approx(m.convs[0].weight.abs().sum().item())
-    m.mode = "auto"  # split on CPU
+    m.mode = "auto"  # split
     torch.testing.assert_close(m(x), results["split"][0])
     torch.jit.script(m)
     with pytest.raises(ValueError, match="'split' or 'fused'"):
