@@ -73,13 +73,15 @@ def run_quickstart(
     checkpoint: str = "best",
     val_interval: int | None = None,
     time_limit: float | None = None,
+    pos_neg_ratio: float = 3.0,
 ) -> dict:
     """Run the quick start into ``out_dir``; return a summary (also written to ``out_dir/summary.json``).
 
     ``checkpoint`` picks the weights that are evaluated and run: ``"best"`` (the bundle's ``models/model.pt``, best
     validation Dice) or ``"final"`` (``models/model_final.pt``, the last epoch: what shows whether the network fits
     its training cases). ``val_interval`` defaults to half the epochs. ``time_limit`` (seconds) ends training early,
-    after the iteration that passes it; the final checkpoint is still written.
+    after the iteration that passes it; the final checkpoint is still written. ``pos_neg_ratio`` is the number of
+    label-centred training patches per background-centred one (the lesions are small, so the default favours them).
     """
     import numpy as np
     from monai.bundle import ConfigWorkflow
@@ -92,6 +94,8 @@ def run_quickstart(
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
     if checkpoint not in ("best", "final"):
         raise ValueError(f"checkpoint must be 'best' or 'final', got {checkpoint!r}.")
+    if pos_neg_ratio <= 0:
+        raise ValueError(f"pos_neg_ratio must be positive, got {pos_neg_ratio}.")
     if val_interval is not None and val_interval < 1:
         raise ValueError(f"val_interval must be at least 1 epoch, got {val_interval}.")
     if spatial_dims is None:
@@ -144,7 +148,7 @@ def run_quickstart(
         logging_file=logging_file, **common, patch_size=roi, max_epochs=epochs,
         val_interval=val_interval or max(1, epochs // 2),
         cache_rate=1.0, num_samples=8 if spatial_dims == 2 else 2, batch_size=1, learning_rate=3e-3,
-        **{"train#crop_transforms#1#pos": 3},  # the lesions are small: three label-centred crops to one background
+        **{"train#crop_transforms#1#pos": pos_neg_ratio, "train#crop_transforms#1#neg": 1},
     )
     train.initialize()
     if progress:
@@ -227,7 +231,7 @@ def run_quickstart(
 
     summary = {
         "bundle": bundle, "spatial_dims": spatial_dims, "epochs": epochs, "epochs_done": epochs_done,
-        "checkpoint": checkpoint, "patch_size": roi, "pixdim": [pixdim] * 3,
+        "checkpoint": checkpoint, "pos_neg_ratio": pos_neg_ratio, "patch_size": roi, "pixdim": [pixdim] * 3,
         "train_loss_last_iteration": losses[-1] if losses else None,
         "train_loss_per_epoch": curve.epoch_loss,
         "train_patches": curve.patches,

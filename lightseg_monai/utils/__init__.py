@@ -1,9 +1,10 @@
 # Copyright (c) lightseg_monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Utilities: model complexity counting."""
+"""Utilities: model complexity counting, batch-norm folding for inference."""
 
 from __future__ import annotations
 
 from .complexity import count_flops, count_macs, count_parameters
+from .fold import fold_batch_norm
 
-__all__ = ["count_flops", "count_macs", "count_parameters"]
+__all__ = ["count_flops", "count_macs", "count_parameters", "fold_batch_norm"]
