@@ -68,7 +68,7 @@ def test_quickstart_time_limit_and_final_checkpoint(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, match", [({"checkpoint": "last"}, "'best' or 'final'"), ({"val_interval": 0}, "val_interval"),
-                      ({"epochs": 0}, "epochs")]
+                      ({"epochs": 0}, "epochs"), ({"pos_neg_ratio": 0}, "pos_neg_ratio")]
 )
 def test_quickstart_bad_arguments(tmp_path, kwargs, match):
     from lightseg_monai.quickstart import run_quickstart
