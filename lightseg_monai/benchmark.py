@@ -11,8 +11,9 @@ Usage::
 
 For each model: parameters, thop-convention MACs and FlopCounterMode FLOPs of one item, inference throughput (items/s
 at ``--batch``, no grad), training throughput (items/s at ``--train-batch``: forward, loss, backward, AdamW step) and
-the peak GPU memory of inference. On CUDA the forward runs under bf16 autocast (``--dtype``), timed with CUDA events
-after warm-up, median of ``--repeats`` timed blocks. Every row carries its ratio to the first model listed: only
+the peak GPU memory of inference. On CUDA the forward runs under bf16 autocast (``--dtype``) in cuDNN benchmark mode,
+on contiguous tensors unless ``--channels-last``, timed with CUDA events after warm-up, median of ``--repeats`` timed
+blocks; ``--fold-bn`` folds batch norms into convolutions for the inference measurement. Every row carries its ratio to the first model listed: only
 ratios taken in one run compare across machines. On CPU the torch thread count is left as set
 (``torch.get_num_threads()`` is reported) and peak memory is not measured (null).
 """
