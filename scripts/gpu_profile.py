@@ -5,7 +5,8 @@
 Usage: python scripts/gpu_profile.py OUT_DIR [MODELS...] [--size 256 --batch 64 --train-batch 16]
 
 Same setting as the benchmark (bf16 autocast, contiguous layout, 3 -> 1 channels, AdamW); for each model writes
-OUT_DIR/profile_<model>.txt with the operators and kernels sorted by their own CUDA time.
+OUT_DIR/profile_<model>.txt with the operators and kernels sorted by their own CUDA time (inference also grouped by
+input shapes, to tell which layer a copy or conv belongs to).
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def profile_model(
     for _ in range(3):
         infer()
     sync()
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         for _ in range(3):
             infer()
         sync()
     text = [f"# {name}: inference, batch {batch}, {size}^{spatial_dims}, 3 iterations", ""]
     text.append(prof.key_averages().table(sort_by=sort, row_limit=rows))
+    text += ["", f"# {name}: inference, by operator and input shapes", ""]
+    text.append(prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=rows))
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -62,7 +65,7 @@ def profile_model(
     for _ in range(3):
         step()
     sync()
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         for _ in range(3):
             step()
         sync()
