@@ -1,0 +1,45 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""The GPU-session scripts on CPU: the implementation variants compute what their base network computes."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("base, variants", [("lgmsnet", ["split", "fused"]), ("dlkunet_s", ["native", "phases"])])
+def test_variants_equal_their_base(base, variants):
+    benchmark = _load("gpu_variants").benchmark
+    x = torch.rand(1, 3, 64, 64)
+    outs = []
+    for name in [base] + [f"{base}+{v}" for v in variants]:
+        torch.manual_seed(0)
+        model = benchmark.build(name, 2, 3, 2, 64).eval()
+        with torch.no_grad():
+            outs.append(model(x))
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0], atol=1e-4, rtol=1e-4)
+
+
+def test_variant_without_the_layer_is_refused():
+    variants = _load("gpu_variants")
+    with pytest.raises(ValueError, match="no LargeKernelAttention"):
+        variants._variant("lsunet", "phases")(2, 3, 2, 64)
+
+
+def test_session_script_parses():
+    subprocess.run(["bash", "-n", str(SCRIPTS / "gpu_session.sh")], check=True)
