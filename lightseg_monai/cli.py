@@ -115,10 +115,27 @@ def _quickstart_parser(sub: argparse._SubParsersAction) -> None:
                    help="weights to evaluate and run: best validation Dice (default) or the last epoch")
     p.add_argument("--val-interval", type=int, default=None, help="epochs between validations (default: half)")
     p.add_argument("--time-limit", type=float, default=None, help="end training after this many seconds")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=JSON",
+                   help="bundle config override for every workflow, e.g. --set 'network_def#norm=\"instance\"' "
+                   "(the value is JSON; a bare word is taken as a string); repeatable")
     p.add_argument("--pos-neg-ratio", type=float, default=3.0,
                    help="label-centred training patches per background one (default 3: the lesions are small)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_quickstart)
+
+
+def _parse_overrides(items: Sequence[str]) -> dict:
+    """``["a#b=1", "c=word"]`` -> ``{"a#b": 1, "c": "word"}``: JSON values, bare words as strings."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes ID=VALUE (a config id, '=', a JSON value), got {item!r}.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _run_quickstart(args: argparse.Namespace) -> int:
@@ -128,7 +145,7 @@ def _run_quickstart(args: argparse.Namespace) -> int:
         args.dir, bundle=args.bundle, bundle_dir=args.bundle_dir, sources=args.sources, epochs=args.epochs,
         patch_size=args.patch_size, pixdim=args.pixdim, spatial_dims=args.spatial_dims, device=args.device,
         num_workers=args.num_workers, checkpoint=args.checkpoint, val_interval=args.val_interval,
-        time_limit=args.time_limit, pos_neg_ratio=args.pos_neg_ratio,
+        time_limit=args.time_limit, pos_neg_ratio=args.pos_neg_ratio, overrides=_parse_overrides(args.overrides),
         progress=not args.no_progress,
     )
     return 0

@@ -74,6 +74,7 @@ def run_quickstart(
     val_interval: int | None = None,
     time_limit: float | None = None,
     pos_neg_ratio: float = 3.0,
+    overrides: dict | None = None,
 ) -> dict:
     """Run the quick start into ``out_dir``; return a summary (also written to ``out_dir/summary.json``).
 
@@ -82,6 +83,8 @@ def run_quickstart(
     its training cases). ``val_interval`` defaults to half the epochs. ``time_limit`` (seconds) ends training early,
     after the iteration that passes it; the final checkpoint is still written. ``pos_neg_ratio`` is the number of
     label-centred training patches per background-centred one (the lesions are small, so the default favours them).
+    ``overrides`` are bundle config overrides (``{"network_def#norm": "instance"}``) given to every workflow: training,
+    evaluation and inference.
     """
     import numpy as np
     from monai.bundle import ConfigWorkflow
@@ -138,6 +141,7 @@ def run_quickstart(
     }
     if device is not None:
         common["device"] = f"$torch.device('{device}')"
+    common.update(overrides or {})
     logging_file = str(cfg / "logging.conf")
     meta = str(cfg / "metadata.json")
 
@@ -231,7 +235,7 @@ def run_quickstart(
 
     summary = {
         "bundle": bundle, "spatial_dims": spatial_dims, "epochs": epochs, "epochs_done": epochs_done,
-        "checkpoint": checkpoint, "pos_neg_ratio": pos_neg_ratio, "patch_size": roi, "pixdim": [pixdim] * 3,
+        "checkpoint": checkpoint, "pos_neg_ratio": pos_neg_ratio, "overrides": dict(overrides or {}), "patch_size": roi, "pixdim": [pixdim] * 3,
         "train_loss_last_iteration": losses[-1] if losses else None,
         "train_loss_per_epoch": curve.epoch_loss,
         "train_patches": curve.patches,

@@ -75,3 +75,13 @@ def test_quickstart_bad_arguments(tmp_path, kwargs, match):
 
     with pytest.raises(ValueError, match=match):
         run_quickstart(str(tmp_path / "qs"), **kwargs)
+
+
+def test_set_overrides_parse():
+    from lightseg_monai.cli import _parse_overrides, main
+
+    assert _parse_overrides(["network_def#norm=instance", "a=1", "b=[1, 2]", 'c="x"']) == {
+        "network_def#norm": "instance", "a": 1, "b": [1, 2], "c": "x"}
+    with pytest.raises(ValueError, match="ID=VALUE"):
+        _parse_overrides(["no_equals_sign"])
+    assert main(["quickstart", "out", "--set", "=1"]) == 1  # reported as one error line, exit status 1
