@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lightseg_monai.utils import count_flops, count_macs, count_parameters
+from lightseg_monai.utils import count_flops, count_macs, count_parameters, describe_device
 
 __all__ = ["MODELS", "register", "build", "benchmark_model", "main"]
 
@@ -281,11 +280,9 @@ def benchmark_model(
 
         train_rate = timed(step, train_batch)
         xt = yt = opt = None
+    dev_name = describe_device(dev)
     if dev.type == "cuda":
-        dev_name = torch.cuda.get_device_name(dev)
         torch.cuda.empty_cache()
-    else:
-        dev_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     return {
         "model": name,
         "spatial_dims": spatial_dims,
@@ -401,19 +398,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def _write_json(path: str, rows: list[dict], failed: list[dict]) -> None:
     """Write the rows (and any failed models, as rows with an ``error``) atomically: the file is complete or absent."""
-    import os
-    import tempfile
+    from lightseg_monai.transforms import atomic_path
 
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rows + failed, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(rows + failed, f, indent=2)
 
 
 if __name__ == "__main__":

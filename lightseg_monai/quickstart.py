@@ -244,7 +244,7 @@ def run_quickstart(
         "train_patches_per_s": curve.patches / curve.iteration_s if curve.iteration_s > 0 else None,
         "train_peak_gpu_bytes": train_peak,
         "infer_peak_gpu_bytes": infer_peak,
-        "device": _device_name(device),
+        "device": _describe(device),
         "metrics": [{"case": n, "split": sp, "dice": d, "hd95_mm": h} for n, sp, d, h in rows],
         "inference": results, "timings_s": timings, "output_dir": str(out),
     }
@@ -311,15 +311,12 @@ def _peak_memory() -> int | None:
     return int(torch.cuda.max_memory_allocated())
 
 
-def _device_name(device: str | None) -> str:
-    import platform
-
+def _describe(device: str | None) -> str:
     import torch
 
-    use_cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
-    if use_cuda:
-        return torch.cuda.get_device_name()
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    from lightseg_monai.utils import describe_device
+
+    return describe_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _write_report(out: Path, s: dict, spec: dict) -> None:

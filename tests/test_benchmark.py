@@ -30,6 +30,7 @@ def test_rows_and_json(tmp_path):
     assert saved[1]["infer_ratio"] == pytest.approx(saved[1]["infer_items_per_s"] / saved[0]["infer_items_per_s"])
     assert saved[1]["params"] == 2_321_393  # the reference 2D count (3 -> 1 channels, the benchmark default)
     assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["b.json"]  # no temporary file left beside it
 
 
 @pytest.fixture

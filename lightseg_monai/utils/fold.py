@@ -13,11 +13,10 @@ from __future__ import annotations
 import torch.nn as nn
 from monai.networks.blocks import ADN
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 __all__ = ["fold_batch_norm"]
-
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def _last_layer(module: nn.Module) -> nn.Module:
@@ -29,7 +28,7 @@ def _last_layer(module: nn.Module) -> nn.Module:
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
     return (
-        isinstance(conv, _CONVS)
+        isinstance(conv, _ConvNd)
         and isinstance(bn, _BatchNorm)
         and bn.track_running_stats
         and bn.running_mean is not None
@@ -38,9 +37,8 @@ def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
 
 
 def _fold(conv: nn.Module, bn: _BatchNorm) -> None:
-    transpose = isinstance(conv, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d))
     w, b = fuse_conv_bn_weights(
-        conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias, transpose=transpose
+        conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias, transpose=conv.transposed
     )
     conv.weight, conv.bias = w, b
 
