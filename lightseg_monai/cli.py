@@ -105,7 +105,7 @@ def _quickstart_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", default="lgmsnet", help="bundle name under bundles/ (default lgmsnet)")
     p.add_argument("--bundle-dir", default=None, help="bundle folder, when not running from a clone")
     p.add_argument("--sources", action="append", default=None, help="sample-data sources folder (repeatable)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patch-size", type=int, default=96, help="patch and window edge (must suit the network)")
     p.add_argument("--pixdim", type=float, default=2.0, help="isotropic voxel size in mm for resampling")
     p.add_argument("--spatial-dims", type=int, default=None, choices=(2, 3), help="default: 3 on a GPU, 2 on a CPU")

@@ -15,8 +15,9 @@
    the DICOM series, writing NIfTI masks in each input's geometry;
 5. writes PNG overlays (a few slices through label and prediction) and ``DIR/report.md``.
 
-The defaults keep it under 10 minutes on 2 CPU cores: 2 mm voxels, 96x96 slices, 30 short epochs. A handful of
-cases proves the pipeline end to end on real scans; it says nothing about clinical accuracy.
+The defaults keep it under 10 minutes on 2 CPU cores: 2 mm voxels, 96x96 slices, 60 short epochs (one step of 8
+slices from both training volumes each). A handful of cases proves the pipeline end to end on real scans; it says
+nothing about clinical accuracy.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def run_quickstart(
     bundle: str = "lgmsnet",
     bundle_dir: str | None = None,
     sources: str | list[str] | None = None,
-    epochs: int = 30,
+    epochs: int = 60,
     patch_size: int = 96,
     pixdim: float = 2.0,
     spatial_dims: int | None = None,
@@ -147,11 +148,16 @@ def run_quickstart(
 
     print(f"[2/5] training {bundle} ({spatial_dims}D) for {epochs} epochs on {len(spec['training'])} volumes")
     t0 = time.time()
+    # Every batch holds patches of every training volume. With one volume per batch, batch norm learns per-volume
+    # statistics that its running averages (eval mode) do not match: RDIU-Net trained that way segmented brain1's
+    # patches with Dice 0.81 in training mode and 0.02 in eval mode, and 0.80 in eval mode with mixed batches.
+    n_train = len(spec["training"])
+    num_samples = max(1, (8 if spatial_dims == 2 else 2) // n_train)
     train = ConfigWorkflow(
         workflow_type="train", config_file=[str(cfg / "train.json"), dims_file], meta_file=meta,
         logging_file=logging_file, **common, patch_size=roi, max_epochs=epochs,
         val_interval=val_interval or max(1, epochs // 2),
-        cache_rate=1.0, num_samples=8 if spatial_dims == 2 else 2, batch_size=1, learning_rate=3e-3,
+        cache_rate=1.0, num_samples=num_samples, batch_size=n_train, learning_rate=3e-3,
         **{"train#crop_transforms#1#pos": pos_neg_ratio, "train#crop_transforms#1#neg": 1},
     )
     train.initialize()
