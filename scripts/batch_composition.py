@@ -4,7 +4,7 @@
 
 Builds the 2D training patches with the bundle's own ``train.json`` + ``2d.json`` transforms (the quick start's
 settings: 96x96 slices at 2 mm, 3 label-centred slices per background one, 8 slices per step), trains for ``--steps``
-iterations with MONAI's ``SupervisedTrainer`` (AdamW 3e-3, cosine, DiceCE as in the bundle), once with every batch
+iterations with MONAI's ``SupervisedTrainer`` (AdamW 3e-3, cosine, the bundle's loss), once with every batch
 drawn from a single volume (alternating) and once with every batch mixing both volumes, and prints each run's loss
 and the Dice of the lesion on fresh training batches in training mode (batch statistics) and eval mode (running
 statistics). A large gap between the two Dice columns means the network learnt to rely on per-batch statistics.
@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     for mode in args.modes:
         torch.manual_seed(args.seed)
         net = wf.parser.get_parsed_content("network_def", instantiate=True, lazy=False)
-        loss = wf.parser.get_parsed_content("dice_ce", instantiate=True, lazy=False)
-        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-5)
+        loss = wf.parser.get_parsed_content("loss", instantiate=True, lazy=False)  # the bundle's (deep supervision too)
+        params = list(net.parameters()) + (list(loss.parameters()) if isinstance(loss, torch.nn.Module) else [])
+        opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=1e-5)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
         trainer = SupervisedTrainer(
             device=torch.device("cpu"), max_epochs=1, train_data_loader=batches[mode], network=net, optimizer=opt,

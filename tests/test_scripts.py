@@ -43,3 +43,23 @@ def test_variant_without_the_layer_is_refused():
 
 def test_session_script_parses():
     subprocess.run(["bash", "-n", str(SCRIPTS / "gpu_session.sh")], check=True)
+
+
+def test_batch_composition_runs_both_modes(tmp_path, capsys):
+    """Two one-step runs on tiny synthetic volumes: both batch compositions train and report both Dice columns."""
+    from tests.bundles.synthetic import make_dataset
+
+    data = make_dataset(str(tmp_path / "data"), n_train=2, n_val=1, n_test=0, shape=(100, 100, 8))
+    _load("batch_composition").main([data, "--bundle", "lsunet", "--steps", "2", "--pixdim", "1.5"])
+    out = capsys.readouterr().out
+    for mode in ("per-volume", "mixed"):
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(mode))
+        assert "Dice train mode [" in line and "eval mode [" in line
+
+
+def test_batch_composition_needs_two_volumes(tmp_path):
+    from tests.bundles.synthetic import make_dataset
+
+    data = make_dataset(str(tmp_path / "data"), n_train=1, n_val=1, n_test=0, shape=(100, 100, 8))
+    with pytest.raises(ValueError, match="at least two training volumes"):
+        _load("batch_composition").main([data, "--steps", "1"])
