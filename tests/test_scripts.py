@@ -63,3 +63,11 @@ def test_batch_composition_needs_two_volumes(tmp_path):
     data = make_dataset(str(tmp_path / "data"), n_train=1, n_val=1, n_test=0, shape=(100, 100, 8))
     with pytest.raises(ValueError, match="at least two training volumes"):
         _load("batch_composition").main([data, "--steps", "1"])
+
+
+def test_autocast_round_trips_script_sees_the_plain_layers():
+    script = _load("autocast_round_trips")
+    plain = {r["model"]: r for r in script.main(["--models", "lsunet", "lgmsnet", "--size", "64", "--plain"])}
+    ours = {r["model"]: r for r in script.main(["--models", "lsunet", "lgmsnet", "--size", "64"])}
+    assert plain["lsunet"]["by_op"]["float32 group_norm"] > 0 and plain["lgmsnet"]["by_op"]["float32 interpolate"] > 0
+    assert ours["lsunet"]["round_trips"] == 0 and ours["lgmsnet"]["round_trips"] == 0

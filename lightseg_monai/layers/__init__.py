@@ -16,6 +16,7 @@ from .large_kernel import (
 )
 from .mobilevit import DepthwiseConvBranch, GMSBlock, PatchAttention, PatchTransformerLayer, patchify, unpatchify
 from .multi_kernel import LMSBlock, MultiKernelDepthwiseConv
+from .precision import GroupNorm, LayerNorm, Upsample, autocast_float32_calls, keep_half_precision, no_autocast
 from .shift import SpatialShiftBlock, SplitAttention, group_bounds, shift_groups, shift_pattern, spatial_shift
 from .tokenized_shift import TokenizedShiftBlock, TokenizedShiftDown, TokenizedShiftUp
 from .utils import check_input_size, check_spatial_dims, conv_norm_act

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_act_layer
 
+from lightseg_monai.layers.precision import no_autocast
 from lightseg_monai.layers.utils import check_spatial_dims
 
 __all__ = ["shift_pattern", "group_bounds", "shift_groups", "spatial_shift", "SplitAttention", "SpatialShiftBlock"]
@@ -152,7 +153,12 @@ class SplitAttention(nn.Module):
         # a view in both contiguous and channels-last layouts (no copy)
         xs = x.view([b, self.parts, self.channels] + list(x.shape[2:]))
         a = xs.mean(dim=[1] + list(range(3, xs.ndim)))  # (B, C): mean over parts and space
-        w = torch.softmax(self.fc2(self.act(self.fc1(a))).view([b, self.parts, self.channels] + ones), dim=1)
+        # the weights are tiny; cast them to the activation's dtype so that under autocast the weighted sum stays in
+        # half precision (a float32 softmax would promote the product, and autocast runs ``sum`` in float32)
+        w = torch.softmax(self.fc2(self.act(self.fc1(a))).view([b, self.parts, self.channels] + ones), dim=1).to(xs.dtype)
+        if not torch.jit.is_scripting():
+            with no_autocast(xs):
+                return (xs * w).sum(dim=1)
         return (xs * w).sum(dim=1)
 
 

@@ -31,6 +31,7 @@ import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.large_kernel import DecoderFusionBlock, EBlock
+from lightseg_monai.layers.precision import keep_half_precision
 from lightseg_monai.layers.utils import check_spatial_dims
 
 __all__ = ["DLKUNet", "dlkunet_s", "dlkunet_m", "dlkunet_l"]
@@ -169,6 +170,8 @@ class DLKUNet(nn.Module):
                 f"(its total pooling factor; sizes divisible by {self.divisor} avoid internal padding); got {spatial}. "
                 f"Pad the input to {padded} (e.g. monai.transforms.DivisiblePad(k={self.divisor}))."
             )
+        # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
+        keep_half_precision(self)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():

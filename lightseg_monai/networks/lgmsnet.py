@@ -28,6 +28,7 @@ from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.mobilevit import GMSBlock
 from lightseg_monai.layers.multi_kernel import LMSBlock
+from lightseg_monai.layers.precision import keep_half_precision
 from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, conv_norm_act, resolve_norm
 
 __all__ = ["LGMSNet", "lgmsnet"]
@@ -186,6 +187,8 @@ class LGMSNet(nn.Module):
         self.head = conv(c1, out_channels, kernel_size=1)
         # deep-supervision heads on the 1/2, 1/4 and 1/8 decoder outputs (our addition; the reference has none)
         self.ds_heads = nn.ModuleList([conv(c, out_channels, kernel_size=1) for c in (c2, c3, c4)[:deep_supervision]])
+        # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
+        keep_half_precision(self)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():

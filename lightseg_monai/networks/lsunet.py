@@ -29,6 +29,7 @@ import torch.nn as nn
 from monai.networks.layers.factories import Conv
 
 from lightseg_monai.layers.light_conv import LightConvBlock
+from lightseg_monai.layers.precision import keep_half_precision
 from lightseg_monai.layers.tokenized_shift import TokenizedShiftDown, TokenizedShiftUp, upsample_mode
 from lightseg_monai.layers.utils import check_input_size, check_spatial_dims
 
@@ -166,6 +167,8 @@ class LSUNet(nn.Module):
         self.up_out = up()
         # deep-supervision heads l1..l5 on the decoder at 1/2 ... 1/32
         self.ds_heads = nn.ModuleList([conv(c, out_channels, kernel_size=1) for c in channels[:deep_supervision]])
+        # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
+        keep_half_precision(self)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():

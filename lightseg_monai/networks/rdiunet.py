@@ -38,6 +38,7 @@ import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.involution import ConvInvolutionUnit, ResidualDenseInvolutionBlock
+from lightseg_monai.layers.precision import keep_half_precision
 from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, resolve_norm
 
 __all__ = ["RDIUNet", "rdiunet"]
@@ -181,6 +182,8 @@ class RDIUNet(nn.Module):
         self.ds_heads = nn.ModuleList(
             [conv(c, out_channels, kernel_size=1) for c in channels[1 : 1 + deep_supervision]]
         )
+        # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
+        keep_half_precision(self)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():

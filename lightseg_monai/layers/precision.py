@@ -1,0 +1,201 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Layers that keep a half-precision activation in half precision under autocast.
+
+CUDA autocast runs some ops in float32: ``group_norm``, ``layer_norm``, ``sum``, ``softmax`` and (in the PyTorch
+versions this project supports) the ``upsample_*`` ops behind ``nn.Upsample`` / ``F.interpolate``. A bfloat16
+activation is copied to float32 (one full-size cast kernel), processed in float32 (twice the bytes), and the float32
+result is cast back by the next convolution (a second cast kernel). For LSU-Net, whose Light Conv Blocks put a
+GroupNorm at full resolution and whose decoder upsamples bilinearly, these casts were most of the ``aten::copy_`` time,
+32% of its GPU time at batch 64 on an H200 (``docs/benchmarks/h200-2026-11-27/run2_profile_lsunet.txt``). PyTorch's
+group norm, layer norm, reduction and upsampling kernels take bfloat16/float16 input and accumulate in float32, so
+running them on the half-precision input gives the same statistics and rounds the output once, where the next
+convolution would round it anyway.
+
+:class:`GroupNorm`, :class:`LayerNorm` and :class:`Upsample` do that: outside autocast, or on float32 input, they are
+the ``torch.nn`` layers; under autocast with a float16/bfloat16 input they cast only the affine parameters to the
+input's dtype and run with autocast off. Same parameters, same state_dict keys (timm's ``fast_norm`` layers follow the
+same idea). :func:`keep_half_precision` swaps them into a built network (the networks of this package call it on
+themselves), :func:`no_autocast` does it for a functional op, and :func:`autocast_float32_calls` lists the float32
+round trips a forward pass still makes under autocast, emulating CUDA's float32 list on any device, so that CPU tests
+keep them out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections import Counter
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+__all__ = [
+    "AUTOCAST_FLOAT32_FUNCTIONS",
+    "INTERPOLATE_OPS",
+    "GroupNorm",
+    "LayerNorm",
+    "Upsample",
+    "autocast_float32_calls",
+    "keep_half_precision",
+    "no_autocast",
+]
+
+#: torch functions whose CUDA autocast kernels cast float16/bfloat16 inputs to float32 (checked in the tests against
+#: ``torch._C._dispatch_has_kernel_for_dispatch_key("aten::<name>", "AutocastCUDA")``; ``interpolate`` through
+#: :data:`INTERPOLATE_OPS`).
+AUTOCAST_FLOAT32_FUNCTIONS = frozenset(
+    {"group_norm", "layer_norm", "rms_norm", "softmax", "log_softmax", "sum", "prod", "cumsum", "exp", "log", "pow",
+     "rsqrt", "reciprocal", "softplus", "logsumexp", "cosine_similarity", "mse_loss", "interpolate"}
+)
+#: ``F.interpolate`` (and so ``nn.Upsample``) reaches these float32-listed ops
+INTERPOLATE_OPS = ("upsample_nearest2d", "upsample_bilinear2d", "upsample_nearest3d", "upsample_trilinear3d")
+
+
+def _half(x: torch.Tensor) -> bool:
+    return x.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(x.device.type)
+
+
+def no_autocast(x: torch.Tensor):
+    """A context that turns autocast off for ``x``'s device when ``x`` is float16/bfloat16 under autocast.
+
+    Use it around an autocast-float32 op (``sum``, a norm) whose half-precision input may stay half precision: the op
+    then reads and writes half-precision tensors and PyTorch's kernels still accumulate in float32. Otherwise a no-op.
+    """
+    if _half(x):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+class GroupNorm(nn.GroupNorm):
+    """``torch.nn.GroupNorm`` that keeps a float16/bfloat16 input's dtype under autocast (see the module docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if _half(x):
+                with torch.autocast(x.device.type, enabled=False):
+                    w = None if self.weight is None else self.weight.to(x.dtype)
+                    b = None if self.bias is None else self.bias.to(x.dtype)
+                    return F.group_norm(x, self.num_groups, w, b, self.eps)
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class LayerNorm(nn.LayerNorm):
+    """``torch.nn.LayerNorm`` that keeps a float16/bfloat16 input's dtype under autocast (see the module docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if _half(x):
+                with torch.autocast(x.device.type, enabled=False):
+                    w = None if self.weight is None else self.weight.to(x.dtype)
+                    b = None if self.bias is None else self.bias.to(x.dtype)
+                    return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class Upsample(nn.Upsample):
+    """``torch.nn.Upsample`` that keeps a float16/bfloat16 input's dtype under autocast (see the module docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if _half(x):
+                with torch.autocast(x.device.type, enabled=False):
+                    return self._interpolate(x)
+        return self._interpolate(x)
+
+    def _interpolate(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(
+            x, self.size, self.scale_factor, self.mode, self.align_corners,
+            recompute_scale_factor=self.recompute_scale_factor,
+        )
+
+
+def keep_half_precision(module: nn.Module) -> nn.Module:
+    """Replace every plain ``nn.GroupNorm``, ``nn.LayerNorm`` and ``nn.Upsample`` in ``module`` by this module's.
+
+    The parameters are moved over (same objects, device and dtype), so state_dicts load either way. Returns ``module``.
+    """
+    for name, child in module.named_children():
+        new: nn.Module | None = None
+        if type(child) is nn.Upsample:
+            new = Upsample(
+                size=child.size, scale_factor=child.scale_factor, mode=child.mode, align_corners=child.align_corners,
+                recompute_scale_factor=child.recompute_scale_factor,
+            )
+            new.train(child.training)
+            setattr(module, name, new)
+            continue
+        if type(child) is nn.GroupNorm:
+            new = GroupNorm(child.num_groups, child.num_channels, child.eps, affine=child.affine)
+        elif type(child) is nn.LayerNorm:
+            new = LayerNorm(
+                child.normalized_shape, child.eps, elementwise_affine=child.elementwise_affine, bias=child.bias is not None
+            )
+        if new is None:
+            keep_half_precision(child)
+            continue
+        new.weight, new.bias = child.weight, child.bias
+        new.train(child.training)
+        setattr(module, name, new)
+    return module
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_autocasts(name: str) -> bool:
+    """Whether CUDA autocast has a kernel for some overload of ``aten::<name>`` (True for unknown names)."""
+    ops = [o for o in torch._C._dispatch_get_all_op_names() if o.split(".")[0] == f"aten::{name}"]
+    if not ops:
+        return True
+    return any(torch._C._dispatch_has_kernel_for_dispatch_key(o, "AutocastCUDA") for o in ops)
+
+
+class _Float32Calls(TorchFunctionMode):
+    """Records autocast-float32 calls and float32 promotions, emulating CUDA autocast's float32 list on any device."""
+
+    def __init__(self, min_numel: int) -> None:
+        super().__init__()
+        self.min_numel = min_numel
+        self.calls: Counter = Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        x = args[0] if args else None
+        if name in AUTOCAST_FLOAT32_FUNCTIONS and isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type):
+            if x.numel() >= self.min_numel:
+                self.calls[("float32", name, tuple(x.shape))] += 1
+            # what CUDA autocast does: float16/bfloat16 tensor arguments are cast to float32
+            args = tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+            return func(*args, **kwargs)
+        if isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type) and not _cuda_autocasts(name):
+            # CUDA autocast passes this op through in its input dtype; the CPU's own lists may not (e.g. max_pool3d)
+            with torch.autocast(x.device.type, enabled=False):
+                out = func(*args, **kwargs)
+        else:
+            out = func(*args, **kwargs)
+        if isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.numel() >= self.min_numel:
+            dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor)}
+            if dtypes & {torch.float16, torch.bfloat16}:  # a half-precision activation promoted by a float32 operand
+                self.calls[("promoted", name, tuple(out.shape))] += 1
+        return out
+
+
+def autocast_float32_calls(
+    model: nn.Module, *inputs: torch.Tensor, dtype: torch.dtype = torch.bfloat16, min_numel: int = 1
+) -> Counter:
+    """Run ``model(*inputs)`` under autocast and count where activations leave half precision.
+
+    Returns a Counter keyed by ``("float32", function, input shape)`` for calls to autocast-float32 functions made
+    with autocast on (on a CUDA device each casts its input to float32 and its float32 output is cast back later), and
+    ``("promoted", function, output shape)`` for calls that mix a half-precision tensor with a float32 one and return
+    float32 (type promotion, for example an activation times a float32 softmax). Only tensors of at least
+    ``min_numel`` elements count. The float32 list is emulated on every device (its functions get float32 arguments),
+    so a CPU run finds what a CUDA run would cast.
+    """
+    device = inputs[0].device.type if inputs else "cpu"
+    mode = _Float32Calls(min_numel)
+    with torch.no_grad(), torch.autocast(device, dtype=dtype), mode:
+        model(*inputs)
+    return mode.calls
