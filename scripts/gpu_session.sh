@@ -61,11 +61,11 @@ run() {
 # the benchmark with the implementation variants of scripts/gpu_variants.py registered (NAME+IMPL)
 B="python3 scripts/gpu_variants.py --device $DEVICE $BENCH_EXTRA"
 # the fast networks first, so that a step cut short by its limit still has them (DLKUNet's rows take longest)
-EAGER2D=${EAGER2D:-lgmsnet rdiunet lsunet rdiunet_k3 dlkunet_m dlkunet_s dlkunet_l}
+EAGER2D=${EAGER2D:-lgmsnet lsunet lgmsnet+plain lsunet+plain rdiunet rdiunet_k3 dlkunet_m dlkunet_s dlkunet_l}
 EAGER2D_CL=${EAGER2D_CL:-lgmsnet rdiunet lsunet dlkunet_m}
-EAGER3D=${EAGER3D:-lgmsnet}
-COMPILED2D=${COMPILED2D:-lgmsnet rdiunet lsunet dlkunet_m}
-PROFILE_MODELS=${PROFILE_MODELS:-rdiunet lgmsnet}
+EAGER3D=${EAGER3D:-lgmsnet lgmsnet+plain}
+COMPILED2D=${COMPILED2D:-lgmsnet lsunet rdiunet dlkunet_m}
+PROFILE_MODELS=${PROFILE_MODELS:-lsunet lgmsnet rdiunet}
 B3D="--spatial-dims 3 --size $SIZE3D --in-channels 1 --out-channels 14 --batch 4 --train-batch 2"
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 

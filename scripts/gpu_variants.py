@@ -6,7 +6,9 @@ Usage: python scripts/gpu_variants.py [benchmark arguments]   e.g. --models mona
 
 Variants ``NAME+IMPL`` build ``NAME`` and switch its layers to one implementation:
 - ``+split`` / ``+fused``: LGMSNet's multi-kernel depthwise conv (``MultiKernelDepthwiseConv.mode``);
-- ``+native`` / ``+phases``: DLKUNet's dilated depthwise conv (``LargeKernelAttention.dilated_impl``).
+- ``+native`` / ``+phases``: DLKUNet's dilated depthwise conv (``LargeKernelAttention.dilated_impl``);
+- ``+plain``: torch's own GroupNorm / LayerNorm / Upsample in place of the half-precision ones of
+  ``lightseg_monai.layers.precision`` (which CUDA autocast would run in float32), to measure what those remove.
 They exist to choose the ``"auto"`` defaults from measurements; the package registry holds the defaults only.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from lightseg_monai import benchmark
-from lightseg_monai.layers import LargeKernelAttention, MultiKernelDepthwiseConv
+from lightseg_monai.layers import LargeKernelAttention, MultiKernelDepthwiseConv, precision
 
 SWITCHES = {
     "split": (MultiKernelDepthwiseConv, "mode", "split"),
@@ -42,6 +44,32 @@ def _variant(base: str, impl: str):
     return builder
 
 
+PLAIN = {precision.GroupNorm: nn.GroupNorm, precision.LayerNorm: nn.LayerNorm, precision.Upsample: nn.Upsample}
+
+
+def to_plain(module: nn.Module) -> int:
+    """Turn this package's half-precision layers in ``module`` back into torch's classes; returns how many."""
+    n = 0
+    for m in list(module.modules()):
+        for child in m.children():
+            if type(child) in PLAIN:
+                child.__class__ = PLAIN[type(child)]  # same attributes and parameters, torch's forward
+                n += 1
+    return n
+
+
+def _plain(base: str):
+    def builder(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
+        model = benchmark.build(base, spatial_dims, in_channels, out_channels, size)
+        if to_plain(model) == 0:
+            raise ValueError(f"{base} has no half-precision norm or upsampling layer to make plain.")
+        return model
+
+    return builder
+
+
+for _base in ("lgmsnet", "lsunet"):
+    benchmark.register(f"{_base}+plain")(_plain(_base))
 for _base in ("lgmsnet",):
     for _impl in ("split", "fused"):
         benchmark.register(f"{_base}+{_impl}")(_variant(_base, _impl))

@@ -71,3 +71,18 @@ def test_autocast_round_trips_script_sees_the_plain_layers():
     ours = {r["model"]: r for r in script.main(["--models", "lsunet", "lgmsnet", "--size", "64"])}
     assert plain["lsunet"]["by_op"]["float32 group_norm"] > 0 and plain["lgmsnet"]["by_op"]["float32 interpolate"] > 0
     assert ours["lsunet"]["round_trips"] == 0 and ours["lgmsnet"]["round_trips"] == 0
+
+
+@pytest.mark.parametrize("base", ["lgmsnet", "lsunet"])
+def test_plain_variant_uses_torch_layers_and_equals_its_base(base):
+    variants = _load("gpu_variants")
+    x = torch.rand(1, 3, 64, 64)
+    outs = []
+    for name in (base, f"{base}+plain"):
+        torch.manual_seed(0)
+        model = variants.benchmark.build(name, 2, 3, 2, 64).eval()
+        with torch.no_grad():
+            outs.append(model(x))
+    assert any(type(m) is torch.nn.GroupNorm for m in model.modules())
+    assert not any(type(m) in variants.PLAIN for m in model.modules())
+    torch.testing.assert_close(outs[1], outs[0], atol=0, rtol=0)
