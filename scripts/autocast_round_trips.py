@@ -5,8 +5,8 @@
 For every registered benchmark model, one forward pass of one input under autocast through
 :func:`lightseg_monai.layers.precision.autocast_float32_calls`: the calls that CUDA autocast runs in float32 (norms,
 ``sum``, upsampling) or that promote a bfloat16 activation to float32, with the elements they move per input. With
-``--plain`` the networks are built with torch's own GroupNorm/LayerNorm/Upsample (as before
-``keep_half_precision``), to show what the half-precision layers remove.
+``--plain`` the networks use torch's own GroupNorm/LayerNorm/Upsample (``use_torch_layers``) and a float32 weighted
+sum in SplitAttention, to show what the half-precision layers remove.
 
     python scripts/autocast_round_trips.py --size 256 --models lgmsnet lsunet dlkunet_m rdiunet monai_unet
     python scripts/autocast_round_trips.py --size 256 --models lgmsnet lsunet --plain
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import math
 
 import torch
 
 from lightseg_monai import benchmark
-from lightseg_monai.layers.precision import autocast_float32_calls
+from lightseg_monai.layers import shift
+from lightseg_monai.layers.precision import autocast_float32_calls, use_torch_layers
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -35,17 +35,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     d = args.spatial_dims
     cin, cout = (3, 1) if d == 2 else (1, 14)
-    modules = [importlib.import_module(f"lightseg_monai.networks.{n}") for n in ("lgmsnet", "lsunet", "dlkunet", "rdiunet")]
     rows = []
     for name in args.models:
+        model = benchmark.build(name, d, cin, cout, args.size).eval()
+        x = torch.randn((1, cin) + (args.size,) * d)
         with contextlib.ExitStack() as stack:
             if args.plain:
-                for mod in modules:
-                    stack.enter_context(_patched(mod, "keep_half_precision", lambda m: m))
-                stack.enter_context(_patched(importlib.import_module("lightseg_monai.layers.shift"), "no_autocast",
-                                             lambda x: contextlib.nullcontext()))
-            model = benchmark.build(name, d, cin, cout, args.size).eval()
-            x = torch.randn((1, cin) + (args.size,) * d)
+                use_torch_layers(model)
+                # SplitAttention's weighted sum in float32 too, as autocast runs it
+                stack.enter_context(_patched(shift, "no_autocast", lambda x: contextlib.nullcontext()))
             calls = autocast_float32_calls(model, x, min_numel=args.min_numel)
         per_kind: dict[str, int] = {}
         for (kind, fn, shape), n in calls.items():

@@ -18,6 +18,7 @@ import statistics
 import torch
 import torch.nn.functional as F
 
+from lightseg_monai.benchmark import _Timer
 from lightseg_monai.layers import dilated_depthwise_conv
 
 # name, spatial dims, batch, size, in channels, out channels, kernel, dilation, groups, "phases"
@@ -39,19 +40,12 @@ CASES = [
 
 
 def time_ms(fn, warmup: int = 3, iters: int = 5, repeats: int = 5) -> float:
+    """Median milliseconds per call after ``warmup`` calls, with the benchmark's CUDA-event timer."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(iters):
-            fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b) / iters)
-    return statistics.median(times)
+    timer = _Timer(torch.device("cuda"))
+    return statistics.median(timer(fn, iters) for _ in range(repeats)) * 1000.0 / iters
 
 
 def main() -> None:

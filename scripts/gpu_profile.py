@@ -38,13 +38,18 @@ def profile_model(
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
             model(x)
 
-    for _ in range(3):
-        infer()
-    sync()
-    with profile(activities=activities, record_shapes=True) as prof:
+    def profiled(fn):
+        """Three warm-up calls, then a profile of three more."""
         for _ in range(3):
-            infer()
+            fn()
         sync()
+        with profile(activities=activities, record_shapes=True) as prof:
+            for _ in range(3):
+                fn()
+            sync()
+        return prof
+
+    prof = profiled(infer)
     text = [f"# {name}: inference, batch {batch}, {size}^{spatial_dims}, 3 iterations", ""]
     text.append(prof.key_averages().table(sort_by=sort, row_limit=rows))
     text += ["", f"# {name}: inference, by operator and input shapes", ""]
@@ -62,13 +67,7 @@ def profile_model(
         F.binary_cross_entropy_with_logits(out[:, 0], yt).backward()
         opt.step()
 
-    for _ in range(3):
-        step()
-    sync()
-    with profile(activities=activities, record_shapes=True) as prof:
-        for _ in range(3):
-            step()
-        sync()
+    prof = profiled(step)
     text += ["", f"# {name}: training step, batch {train_batch}, 3 iterations", ""]
     text.append(prof.key_averages().table(sort_by=sort, row_limit=rows))
     model = opt = x = xt = None  # free before the next model

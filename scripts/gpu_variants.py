@@ -44,26 +44,15 @@ def _variant(base: str, impl: str):
     return builder
 
 
-PLAIN = {precision.GroupNorm: nn.GroupNorm, precision.LayerNorm: nn.LayerNorm, precision.Upsample: nn.Upsample}
-
-
-def to_plain(module: nn.Module) -> int:
-    """Turn this package's half-precision layers in ``module`` back into torch's classes; returns how many."""
-    n = 0
-    for m in list(module.modules()):
-        for child in m.children():
-            if type(child) in PLAIN:
-                child.__class__ = PLAIN[type(child)]  # same attributes and parameters, torch's forward
-                n += 1
-    return n
+PLAIN = {half: plain for plain, half in precision.HALF_PRECISION_LAYERS.items()}
 
 
 def _plain(base: str):
     def builder(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
         model = benchmark.build(base, spatial_dims, in_channels, out_channels, size)
-        if to_plain(model) == 0:
+        if not any(type(m) in PLAIN for m in model.modules()):
             raise ValueError(f"{base} has no half-precision norm or upsampling layer to make plain.")
-        return model
+        return precision.use_torch_layers(model)
 
     return builder
 

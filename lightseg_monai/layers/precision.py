@@ -37,11 +37,13 @@ __all__ = [
     "AUTOCAST_FLOAT32_FUNCTIONS",
     "INTERPOLATE_OPS",
     "GroupNorm",
+    "HALF_PRECISION_LAYERS",
     "LayerNorm",
     "Upsample",
     "autocast_float32_calls",
     "keep_half_precision",
     "no_autocast",
+    "use_torch_layers",
 ]
 
 #: torch functions whose CUDA autocast kernels cast float16/bfloat16 inputs to float32 (checked in the tests against
@@ -113,34 +115,28 @@ class Upsample(nn.Upsample):
         )
 
 
-def keep_half_precision(module: nn.Module) -> nn.Module:
-    """Replace every plain ``nn.GroupNorm``, ``nn.LayerNorm`` and ``nn.Upsample`` in ``module`` by this module's.
+#: torch's layer -> this module's; the subclasses add no state, so a swap only changes the instance's class
+HALF_PRECISION_LAYERS: dict[type, type] = {nn.GroupNorm: GroupNorm, nn.LayerNorm: LayerNorm, nn.Upsample: Upsample}
 
-    The parameters are moved over (same objects, device and dtype), so state_dicts load either way. Returns ``module``.
-    """
-    for name, child in module.named_children():
-        new: nn.Module | None = None
-        if type(child) is nn.Upsample:
-            new = Upsample(
-                size=child.size, scale_factor=child.scale_factor, mode=child.mode, align_corners=child.align_corners,
-                recompute_scale_factor=child.recompute_scale_factor,
-            )
-            new.train(child.training)
-            setattr(module, name, new)
-            continue
-        if type(child) is nn.GroupNorm:
-            new = GroupNorm(child.num_groups, child.num_channels, child.eps, affine=child.affine)
-        elif type(child) is nn.LayerNorm:
-            new = LayerNorm(
-                child.normalized_shape, child.eps, elementwise_affine=child.elementwise_affine, bias=child.bias is not None
-            )
-        if new is None:
-            keep_half_precision(child)
-            continue
-        new.weight, new.bias = child.weight, child.bias
-        new.train(child.training)
-        setattr(module, name, new)
+
+def _swap_classes(module: nn.Module, mapping: dict[type, type]) -> nn.Module:
+    for m in module.modules():
+        if type(m) in mapping:
+            m.__class__ = mapping[type(m)]  # same parameters, buffers, hooks and training flag
     return module
+
+
+def keep_half_precision(module: nn.Module) -> nn.Module:
+    """Turn every plain ``nn.GroupNorm``, ``nn.LayerNorm`` and ``nn.Upsample`` in ``module`` into this module's, in place.
+
+    Parameters stay the same objects (device, dtype, state_dict keys unchanged). Returns ``module``.
+    """
+    return _swap_classes(module, HALF_PRECISION_LAYERS)
+
+
+def use_torch_layers(module: nn.Module) -> nn.Module:
+    """The inverse of :func:`keep_half_precision` (torch's own layers back, in place), for comparisons. Returns it."""
+    return _swap_classes(module, {v: k for k, v in HALF_PRECISION_LAYERS.items()})
 
 
 @functools.lru_cache(maxsize=None)
