@@ -83,6 +83,8 @@ if has eager_cl; then
 fi
 if has convs; then
   run convs 20 165 python3 scripts/gpu_convs.py --json "$W/convs.json"
+  # DLKUNet's training profile is 74% cuDNN's depthwise weight-gradient kernel: forward + backward of its convs
+  run convs_backward 20 145 python3 scripts/gpu_convs.py --backward --only dlkunet --json "$W/convs_backward.json"
 fi
 if has eager3d; then
   run bench_3d_eager 35 130 $B $B3D --no-channels-last --models monai_unet $EAGER3D --json "$W/3d_eager.json"

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 from pathlib import Path
 
@@ -43,6 +44,20 @@ def test_variant_without_the_layer_is_refused():
 
 def test_session_script_parses():
     subprocess.run(["bash", "-n", str(SCRIPTS / "gpu_session.sh")], check=True)
+
+
+def test_conv_timing_script_runs_on_cpu(tmp_path):
+    """``gpu_convs.py --smoke`` on CPU: each layout gives a time for forward + backward; a bad --only is refused."""
+    convs = _load("gpu_convs")
+    out = tmp_path / "convs.json"
+    convs.main(["--device", "cpu", "--smoke", "--backward", "--only", "dlkunet dw 96ch k7", "--json", str(out)])
+    rows = json.loads(out.read_text())
+    assert [r["conv"] for r in rows] == ["dlkunet dw 96ch k7 d3", "dlkunet dw 96ch k7 d3 (phases)"]
+    for row in rows:
+        assert row["backward"] and row["batch"] == 1 and row["size"] == 32
+        assert all(row[k] > 0 for k in ("contiguous", "channels_last", "contiguous_no_cudnn"))
+    with pytest.raises(ValueError, match="matches no row"):
+        convs.main(["--device", "cpu", "--smoke", "--only", "unet"])
 
 
 def test_batch_composition_runs_both_modes(tmp_path, capsys):
