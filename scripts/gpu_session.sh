@@ -61,7 +61,7 @@ run() {
 # the benchmark with the implementation variants of scripts/gpu_variants.py registered (NAME+IMPL)
 B="python3 scripts/gpu_variants.py --device $DEVICE $BENCH_EXTRA"
 # the fast networks first, so that a step cut short by its limit still has them (DLKUNet's rows take longest)
-EAGER2D=${EAGER2D:-lgmsnet lsunet lgmsnet+plain lsunet+plain rdiunet rdiunet_k3 dlkunet_m dlkunet_s dlkunet_l}
+EAGER2D=${EAGER2D:-lgmsnet lsunet lgmsnet+plain lsunet+plain rdiunet dlkunet_m dlkunet_m+nocudnn lgmsnet+nocudnn lsunet+nocudnn rdiunet_k3 dlkunet_s dlkunet_l}
 EAGER2D_CL=${EAGER2D_CL:-lgmsnet rdiunet lsunet dlkunet_m}
 EAGER3D=${EAGER3D:-lgmsnet lgmsnet+plain}
 COMPILED2D=${COMPILED2D:-lgmsnet lsunet rdiunet dlkunet_m}
@@ -74,7 +74,7 @@ has() { [[ " $PHASES " == *" $1 "* ]]; }
 # takes about 10 s per network, LGMSNet-3D more than 35 s, and torch.compile more than 90 s per model; narrow
 # the lists (EAGER2D=..., COMPILED2D=...) or the PHASES to what the lease allows.
 if has eager; then
-  run bench_2d_eager 75 230 $B --size "$SIZE" --no-channels-last --models monai_unet $EAGER2D \
+  run bench_2d_eager 130 230 $B --size "$SIZE" --no-channels-last --models monai_unet $EAGER2D \
     --json "$W/2d_eager.json"
 fi
 if has eager_cl; then

@@ -22,7 +22,9 @@ def _load(name: str):
     return module
 
 
-@pytest.mark.parametrize("base, variants", [("lgmsnet", ["split", "fused"]), ("dlkunet_s", ["native", "phases"])])
+@pytest.mark.parametrize(
+    "base, variants", [("lgmsnet", ["split", "fused", "nocudnn"]), ("dlkunet_s", ["native", "phases", "nocudnn"])]
+)
 def test_variants_equal_their_base(base, variants):
     benchmark = _load("gpu_variants").benchmark
     x = torch.rand(1, 3, 64, 64)
@@ -40,6 +42,8 @@ def test_variant_without_the_layer_is_refused():
     variants = _load("gpu_variants")
     with pytest.raises(ValueError, match="no LargeKernelAttention"):
         variants._variant("lsunet", "phases")(2, 3, 2, 64)
+    with pytest.raises(ValueError, match="no depthwise conv"):
+        variants._no_cudnn("monai_unet")(2, 3, 2, 64)
 
 
 def test_session_script_parses():
