@@ -8,8 +8,11 @@ iterations with MONAI's ``SupervisedTrainer`` (AdamW 3e-3, cosine, the bundle's 
 drawn from a single volume (alternating) and once with every batch mixing both volumes, and prints each run's loss
 and the Dice of the lesion on fresh training batches in training mode (batch statistics) and eval mode (running
 statistics). A large gap between the two Dice columns means the network learnt to rely on per-batch statistics.
+``--seeds`` repeats the runs for several initialisations and ``--network KEY=VALUE`` overrides an argument of the
+bundle's network (``network_def``), e.g. to compare RDIU-Net with and without the norm and act before its head.
 
     python scripts/batch_composition.py DATA_DIR --bundle rdiunet --steps 150 --seed 1
+    python scripts/batch_composition.py DATA_DIR --bundle rdiunet --modes mixed --seeds 1 2 3 --network final_norm_act=true
 
 ``DATA_DIR`` is a sample dataset built by ``python -m lightseg_monai sample-data DATA_DIR --modality MR --no-extras``.
 """
@@ -17,6 +20,8 @@ statistics). A large gap between the two Dice columns means the network learnt t
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import time
 from pathlib import Path
 
@@ -51,18 +56,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("data_dir")
     ap.add_argument("--bundle", default="rdiunet")
     ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--seed", type=int, default=1, help="network initialisation seed")
+    ap.add_argument("--seed", "--seeds", type=int, nargs="+", default=[1], dest="seeds",
+                    help="network initialisation seeds, one run each")
+    ap.add_argument("--network", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="network_def overrides, VALUE as JSON (e.g. final_norm_act=true)")
     ap.add_argument("--pixdim", type=float, default=2.0)
     ap.add_argument("--modes", nargs="+", default=["per-volume", "mixed"], choices=["per-volume", "mixed"])
     args = ap.parse_args(argv)
 
+    overrides = {}
+    for item in args.network:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--network takes KEY=VALUE items (VALUE as JSON), got {item!r}.")
+        try:
+            overrides[f"network_def#{key}"] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[f"network_def#{key}"] = value
     cfg = BUNDLES / args.bundle / "configs"
     wf = ConfigWorkflow(
         workflow_type="train", config_file=[str(cfg / "train.json"), str(cfg / "2d.json")],
         meta_file=str(cfg / "metadata.json"), bundle_root=str(Path(args.data_dir).resolve() / ".batch_composition"),
         dataset_dir=args.data_dir, modality="MR", num_classes=2, pixdim=[args.pixdim] * 3, patch_size=[96, 96],
         roi_size=[96, 96], num_workers=0, cache_rate=1.0, num_samples=8, device="$torch.device('cpu')",
-        **{"train#crop_transforms#1#pos": 3, "train#crop_transforms#1#neg": 1},
+        **{"train#crop_transforms#1#pos": 3, "train#crop_transforms#1#neg": 1}, **overrides,
     )
     wf.initialize()
     dataset = wf.parser.get_parsed_content("train#dataset")
@@ -76,9 +93,10 @@ def main(argv: list[str] | None = None) -> None:
                   for i in range(args.steps)],
     }
     check = [list_data_collate([dataset[i]]) for i in (0, 1, 0, 1)]  # fresh slices, one volume per batch
-    print(f"{args.bundle}, {args.steps} steps of 8 slices, seed {args.seed}; Dice on fresh batches of volumes 0, 1, 0, 1")
-    for mode in args.modes:
-        torch.manual_seed(args.seed)
+    extra = f" ({', '.join(args.network)})" if args.network else ""
+    print(f"{args.bundle}{extra}, {args.steps} steps of 8 slices; Dice on fresh batches of volumes 0, 1, 0, 1")
+    for seed, mode in itertools.product(args.seeds, args.modes):
+        torch.manual_seed(seed)
         net = wf.parser.get_parsed_content("network_def", instantiate=True, lazy=False)
         loss = wf.parser.get_parsed_content("loss", instantiate=True, lazy=False)  # the bundle's (deep supervision too)
         params = list(net.parameters()) + (list(loss.parameters()) if isinstance(loss, torch.nn.Module) else [])
@@ -101,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         curve = [round(sum(losses[i:i + k]) / len(losses[i:i + k]), 3) for i in range(0, len(losses), k)]
         train_d = [round(v, 2) for v in _dice(net, check, True)]
         eval_d = [round(v, 2) for v in _dice(net, check, False)]
-        print(f"  {mode:<10} {time.time() - t0:5.0f} s  loss by fifths {curve}  Dice train mode {train_d}  eval mode {eval_d}")
+        print(f"  seed {seed} {mode:<10} {time.time() - t0:5.0f} s  loss by fifths {curve}  Dice train mode {train_d}  "
+              f"eval mode {eval_d}", flush=True)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,36 @@ def test_batch_composition_runs_both_modes(tmp_path, capsys):
     _load("batch_composition").main([data, "--bundle", "lsunet", "--steps", "2", "--pixdim", "1.5"])
     out = capsys.readouterr().out
     for mode in ("per-volume", "mixed"):
-        line = next(ln for ln in out.splitlines() if ln.strip().startswith(mode))
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(f"seed 1 {mode} "))
         assert "Dice train mode [" in line and "eval mode [" in line
+
+
+def test_batch_composition_seeds_and_network_overrides(tmp_path, capsys):
+    """--seeds gives one run per seed and --network reaches the bundle's network_def (checked on the built net)."""
+    from tests.bundles.synthetic import make_dataset
+
+    module = _load("batch_composition")
+    data = make_dataset(str(tmp_path / "data"), n_train=2, n_val=1, n_test=0, shape=(100, 100, 8))
+    built = []
+    real = module.SupervisedTrainer
+
+    def trainer(**kwargs):
+        built.append(kwargs["network"])
+        return real(**kwargs)
+
+    module.SupervisedTrainer = trainer
+    module.main([data, "--bundle", "rdiunet", "--steps", "1", "--pixdim", "1.5", "--modes", "mixed", "--seeds", "3", "4",
+                 "--network", "final_norm_act=true", "dropout=0.0"])
+    out = capsys.readouterr().out
+    assert "rdiunet (final_norm_act=true, dropout=0.0)" in out
+    assert [ln.split()[:3] for ln in out.splitlines() if ln.strip().startswith("seed")] == [
+        ["seed", "3", "mixed"], ["seed", "4", "mixed"]]
+    assert len(built) == 2
+    for net in built:
+        assert not isinstance(net.decoder[-1].act, torch.nn.Identity)  # final_norm_act=true reached the network
+        assert all(m.p == 0.0 for m in net.modules() if isinstance(m, torch.nn.Dropout))
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        module.main([data, "--network", "final_norm_act"])
 
 
 def test_batch_composition_needs_two_volumes(tmp_path):

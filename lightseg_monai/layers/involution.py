@@ -236,6 +236,8 @@ class ConvInvolutionUnit(nn.Module):
         dropout: RIB dropout. Defaults to 0.1 (ours; the paper gives no rate).
         norm: norm after the conv and the RIB, and inside the involution. Defaults to batch norm (paper).
         act: activation after the norms. Defaults to ReLU (paper).
+        out_norm_act: apply the norm and activation after the RIB. Defaults to True (paper); False ends the unit at
+            the RIB's residual sum, for a unit whose output feeds a network's 1x1 head (see ``RDIUNet``).
     """
 
     def __init__(
@@ -249,6 +251,7 @@ class ConvInvolutionUnit(nn.Module):
         dropout: float = 0.1,
         norm: str | tuple = "batch",
         act: str | tuple = "relu",
+        out_norm_act: bool = True,
     ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
@@ -256,8 +259,11 @@ class ConvInvolutionUnit(nn.Module):
         self.rib = ResidualInvolutionBlock(
             spatial_dims, out_channels, kernel_size, group_channels, reduction, dropout, norm, act
         )
-        self.norm = get_norm_layer(norm, spatial_dims=spatial_dims, channels=out_channels)
-        self.act = get_act_layer(act)
+        if out_norm_act:
+            self.norm = get_norm_layer(norm, spatial_dims=spatial_dims, channels=out_channels)
+            self.act = get_act_layer(act)
+        else:
+            self.norm, self.act = nn.Identity(), nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.rib(self.conv(x))))

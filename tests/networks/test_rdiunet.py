@@ -47,18 +47,20 @@ def test_kernel_size_3_shape_and_gradient(spatial_dims):
 
 
 def test_paper_2d_parameter_count():
-    # RDIU-Net paper, Table 1: 5.9 M parameters (grey-scale in, one mask out); our widths give exactly 5,865,395
+    # RDIU-Net paper, Table 1: 5.9 M parameters (grey-scale in, one mask out); our widths give exactly 5,865,363
     n = n_params(RDIUNet(2, 1, 1))
-    assert n == 5_865_395
+    assert n == 5_865_363
     assert abs(n / 5.9e6 - 1) < 0.10
     # K = 3 only widens the kernel-generating 1x1 convs
-    assert n_params(RDIUNet(2, 1, 1, kernel_size=3)) == 5_894_595
+    assert n_params(RDIUNet(2, 1, 1, kernel_size=3)) == 5_894_563
+    # the paper's norm + act after the last decoder unit too: one more 16-channel batch norm
+    assert n_params(RDIUNet(2, 1, 1, final_norm_act=True)) == 5_865_395
 
 
 def test_complexity_2d():
     net = RDIUNet(2, 1, 1)
     x = torch.rand(1, 1, 128, 128)  # the paper's ultrasound / skin-lesion size; at 256^2 it is 4x
-    assert count_macs(net, x) == 888_979_456  # thop convention
+    assert count_macs(net, x) == 887_930_880  # thop convention
     assert count_flops(net, x) == 1_532_469_248  # FlopCounterMode
 
 
@@ -67,7 +69,7 @@ def test_variant_function_and_registry():
     assert net.head.out_channels == 4 and len(net.ds_heads) == 2
     assert all(m.involution.kernel_size == 3 for m in net.modules() if hasattr(m, "involution"))
     assert {"rdiunet", "rdiunet_k3"} <= set(MODELS)
-    assert n_params(MODELS["rdiunet_k3"](2, 1, 1, 128)) == 5_894_595
+    assert n_params(MODELS["rdiunet_k3"](2, 1, 1, 128)) == 5_894_563
 
 
 def test_dropout_only_in_training():
@@ -103,3 +105,21 @@ def test_error_names_the_padded_shape():
     net = RDIUNet(2, 1, 2).eval()
     with pytest.raises(ValueError, match=r"\[48, 80\]"):
         net(torch.rand(1, 1, 40, 70))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_head_reads_the_last_units_residual_sum(spatial_dims):
+    """By default the last decoder unit ends at its RIB (signed output for the head); final_norm_act restores both."""
+    net = RDIUNet(spatial_dims, 1, 2).eval()
+    last = net.decoder[-1]
+    assert isinstance(last.norm, torch.nn.Identity) and isinstance(last.act, torch.nn.Identity)
+    assert all(not isinstance(u.norm, torch.nn.Identity) for u in list(net.decoder)[:-1] + list(net.encoder))
+    x = torch.rand(2, 1, *(32,) * spatial_dims)
+    feats = []
+    last.register_forward_hook(lambda m, i, o: feats.append(o))
+    with torch.no_grad():
+        out = net(x)
+    torch.testing.assert_close(out, net.head(feats[0]))
+    assert (feats[0] < 0).any()  # not a ReLU output
+    literal = RDIUNet(spatial_dims, 1, 2, final_norm_act=True)
+    assert not isinstance(literal.decoder[-1].act, torch.nn.Identity)
