@@ -58,7 +58,13 @@ INTERPOLATE_OPS = ("upsample_nearest2d", "upsample_bilinear2d", "upsample_neares
 
 
 def _half(x: torch.Tensor) -> bool:
-    return x.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(x.device.type)
+    # devices without autocast (meta, used for shape and memory tracing) would make is_autocast_enabled raise
+    dev = x.device.type
+    return (
+        x.dtype in (torch.float16, torch.bfloat16)
+        and torch.amp.is_autocast_available(dev)
+        and torch.is_autocast_enabled(dev)
+    )
 
 
 def no_autocast(x: torch.Tensor):

@@ -131,3 +131,11 @@ def test_networks_keep_activations_in_half_precision(make, spatial_dims, size):
     net = make(spatial_dims).eval()
     x = torch.randn((1, 1) + (size,) * spatial_dims)
     assert not autocast_float32_calls(net, x, min_numel=1024), "float32 round trips under autocast"
+
+
+def test_layers_run_on_devices_without_autocast():
+    """The meta device (shape and memory tracing) has no autocast to query; the layers must still run there."""
+    x = torch.empty(2, 8, 4, 4, device="meta", dtype=torch.bfloat16)
+    for layer in (GroupNorm(4, 8), LayerNorm(4), Upsample(scale_factor=2.0, mode="bilinear")):
+        y = layer.to(device="meta", dtype=torch.bfloat16)(x)
+        assert y.device.type == "meta" and y.dtype == torch.bfloat16
