@@ -7,6 +7,7 @@ Usage: python scripts/gpu_variants.py [benchmark arguments]   e.g. --models mona
 Variants ``NAME+IMPL`` build ``NAME`` and switch its layers to one implementation:
 - ``+split`` / ``+fused``: LGMSNet's multi-kernel depthwise conv (``MultiKernelDepthwiseConv.mode``);
 - ``+native`` / ``+phases``: DLKUNet's dilated depthwise conv (``LargeKernelAttention.dilated_impl``);
+- ``+whole``: DLKUNet without its chunked inference (``inference_chunk=None``: eval batches run whole);
 - ``+nocudnn``: every depthwise conv runs its forward with cuDNN disabled, so torch uses its own depthwise CUDA kernel
   (``_conv_depthwise2d`` / ``3d``); the backward pass still picks its backend from the global cuDNN switch, so this
   variant answers the inference question (``scripts/gpu_convs.py --backward`` times the training side per conv);
@@ -22,12 +23,14 @@ import torch.nn as nn
 
 from lightseg_monai import benchmark
 from lightseg_monai.layers import LargeKernelAttention, MultiKernelDepthwiseConv, precision
+from lightseg_monai.networks import DLKUNet
 
 SWITCHES = {
     "split": (MultiKernelDepthwiseConv, "mode", "split"),
     "fused": (MultiKernelDepthwiseConv, "mode", "fused"),
     "native": (LargeKernelAttention, "dilated_impl", "native"),
     "phases": (LargeKernelAttention, "dilated_impl", "phases"),
+    "whole": (DLKUNet, "inference_chunk", None),
 }
 
 
@@ -96,7 +99,7 @@ for _base in ("lgmsnet",):
     for _impl in ("split", "fused"):
         benchmark.register(f"{_base}+{_impl}")(_variant(_base, _impl))
 for _base in ("dlkunet_s", "dlkunet_m", "dlkunet_l"):
-    for _impl in ("native", "phases"):
+    for _impl in ("native", "phases", "whole"):
         benchmark.register(f"{_base}+{_impl}")(_variant(_base, _impl))
 
 if __name__ == "__main__":

@@ -133,3 +133,21 @@ def test_plain_variant_uses_torch_layers_and_equals_its_base(base):
     assert any(type(m) is torch.nn.GroupNorm for m in model.modules())
     assert not any(type(m) in variants.PLAIN for m in model.modules())
     torch.testing.assert_close(outs[1], outs[0], atol=0, rtol=0)
+
+
+def test_activation_peak_traces_on_the_meta_device(capsys):
+    """Chunked DLKUNet inference holds about a quarter of the whole batch's maps; fused attention keeps no matrix."""
+    peak = _load("activation_peak")
+    rows = peak.main(["--models", "dlkunet_s", "dlkunet_s+whole", "--size", "64", "--batch", "64"])
+    by = {r["model"]: r for r in rows}
+    chunked, whole = by["dlkunet_s"]["activation_peak_bytes"], by["dlkunet_s+whole"]["activation_peak_bytes"]
+    full_map = 64 * 96 * 64 * 64 * 2  # one bf16 96-channel full-resolution map of the batch
+    assert 2 * full_map <= whole <= 4 * full_map
+    assert chunked < whole / 3
+    assert "| dlkunet_s+whole |" in capsys.readouterr().out
+    build = _load("gpu_variants").benchmark.build
+    fused = peak.activation_peak(build("lgmsnet", 2, 3, 1, 256), (8, 3, 256, 256))["activation_peak_bytes"]
+    math = peak.activation_peak(build("lgmsnet", 2, 3, 1, 256), (8, 3, 256, 256), "math")["activation_peak_bytes"]
+    assert fused < math / 2  # the math path keeps LGMSNet's attention matrices
+    with pytest.raises(ValueError, match="sdpa"):
+        peak.activation_peak(build("lgmsnet", 2, 3, 1, 64), (1, 3, 64, 64), "flash")

@@ -86,6 +86,11 @@ class DLKUNet(nn.Module):
             ``len(channels) - 2``; our addition, the paper has none). When positive and the module is in training
             mode, ``forward`` returns a list of tensors, full resolution first, as ``monai.losses.DeepSupervisionLoss``
             expects; in eval mode it always returns one tensor.
+        inference_chunk: in eval mode with autograd off (``torch.no_grad()``, ``torch.inference_mode()``), a batch
+            larger than this runs this many samples at a time and the outputs are concatenated: the same outputs (in
+            eval mode every layer treats samples independently), with peak activation memory set by the chunk
+            instead of the batch (``scripts/activation_peak.py``). Defaults to 16; None runs whole batches. Training
+            mode is never chunked: there batch norm uses the whole batch's statistics.
 
     Example::
 
@@ -110,9 +115,15 @@ class DLKUNet(nn.Module):
         norm: str | tuple = "batch",
         act: str | tuple = ("relu", {"inplace": True}),
         deep_supervision: int = 0,
+        inference_chunk: int | None = 16,
     ) -> None:
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
+        if inference_chunk is not None and inference_chunk < 1:
+            raise ValueError(
+                f"inference_chunk must be a positive number of samples or None (whole batches), got {inference_chunk}."
+            )
+        self.inference_chunk = inference_chunk
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"in_channels and out_channels must be positive, got {in_channels}, {out_channels}.")
         channels = tuple(int(c) for c in channels)
@@ -176,25 +187,35 @@ class DLKUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():
             self._check_input(x)
+        supervise = self.training and self.deep_supervision > 0
+        chunk = self.inference_chunk
+        if chunk is not None and x.shape[0] > chunk and not self.training and not torch.is_grad_enabled():
+            # the full-resolution maps are 96 channels wide: at batch 64 and 256x256 in bf16 each is 0.8 GB, and a
+            # block holds three of them plus cuDNN's layout copies, so large eval batches run a chunk at a time
+            return torch.cat([self._forward(part, False)[0] for part in x.split(chunk)])
+        outs = self._forward(x, supervise)
+        if supervise:
+            return outs
+        return outs[0]
+
+    def _forward(self, x: torch.Tensor, supervise: bool) -> list[torch.Tensor]:
+        """The network on one batch: the full-resolution output, then the deep-supervision outputs if ``supervise``."""
         # `feats` is a stack: the decoder blocks pop the top map and its skip and the result is pushed back, so no local
         # variable keeps a full-size map alive longer than needed (see DecoderFusionBlock.forward)
         feats: list[torch.Tensor] = []
         for i, encoder in enumerate(self.encoders):
             feats.append(encoder(x if i == 0 else self.pool(feats[-1])))
-        supervise = self.training and self.deep_supervision > 0
         decoded: list[torch.Tensor] = []
         for decoder in self.decoders:
             feats.append(decoder(feats))
             if supervise:
                 decoded.append(feats[-1])
-        out = self.head(feats.pop())
+        outs = [self.head(feats.pop())]
         if supervise:
-            outs = [out]
             n = len(decoded)  # decoded[n - 1] is full resolution, decoded[n - 1 - k] is at 1 / 2**k
             for k, head in enumerate(self.ds_heads):
                 outs.append(head(decoded[n - 2 - k]))
-            return outs
-        return out
+        return outs
 
 
 def dlkunet_s(spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 9, **kwargs) -> DLKUNet:

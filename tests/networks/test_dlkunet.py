@@ -111,8 +111,44 @@ def test_too_small_input_names_the_factor():
         ({"lka_dilated_kernel_size": 6}, "odd"),
         ({"lka_dilation": 0}, "dilation"),
         ({"up_kernel_size": 1}, "up_kernel_size"),
+        ({"inference_chunk": 0}, "inference_chunk"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DLKUNet(2, 1, 2, **{"channels": TINY, **kwargs})
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_inference_chunks_give_the_whole_batch_output(spatial_dims):
+    """Eval mode without autograd runs large batches in chunks: same output as one pass, scripted too."""
+    torch.manual_seed(0)
+    net = DLKUNet(spatial_dims, 1, 3, channels=TINY, inference_chunk=2)
+    with torch.no_grad():  # non-trivial running statistics
+        net(torch.rand(4, 1, *(16,) * spatial_dims))
+    net.eval()
+    whole = DLKUNet(spatial_dims, 1, 3, channels=TINY, inference_chunk=None).eval()
+    whole.load_state_dict(net.state_dict())
+    x = torch.rand(5, 1, *(16,) * spatial_dims)  # chunks of 2, 2 and 1
+    scripted = torch.jit.script(net)
+    calls = []
+    net.encoders[0].register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    with torch.no_grad():
+        expected = whole(x)
+        torch.testing.assert_close(net(x), expected)
+        assert calls == [2, 2, 1]
+        torch.testing.assert_close(scripted(x), expected)
+    calls.clear()
+    out = net(x)  # autograd on: one pass, so gradients flow as usual
+    assert calls == [5] and out.requires_grad
+
+
+def test_training_mode_is_never_chunked():
+    """Batch norm in training mode needs the whole batch's statistics, even under no_grad."""
+    torch.manual_seed(0)
+    net = DLKUNet(2, 1, 2, channels=TINY, inference_chunk=1).train()
+    calls = []
+    net.encoders[0].register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    with torch.no_grad():
+        net(torch.rand(3, 1, 16, 16))
+    assert calls == [3]
