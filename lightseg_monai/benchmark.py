@@ -6,6 +6,7 @@ Usage::
 
     python -m lightseg_monai.benchmark --models monai_unet lgmsnet --device cuda --json results.json
     python -m lightseg_monai.benchmark --models monai_unet lgmsnet --device cuda --compile
+    python -m lightseg_monai.benchmark --models monai_unet lgmsnet --device cuda --compile --compile-mode reduce-overhead
     python -m lightseg_monai.benchmark --models monai_unet lgmsnet --spatial-dims 3 --size 96 --in-channels 1 \\
         --out-channels 14 --batch 4 --train-batch 2 --device cuda
 
@@ -13,7 +14,9 @@ For each model: parameters, thop-convention MACs and FlopCounterMode FLOPs of on
 at ``--batch``, no grad), training throughput (items/s at ``--train-batch``: forward, loss, backward, AdamW step) and
 the peak GPU memory of inference. On CUDA the forward runs under bf16 autocast (``--dtype``) in cuDNN benchmark mode,
 on contiguous tensors unless ``--channels-last``, timed with CUDA events after warm-up, median of ``--repeats`` timed
-blocks; ``--fold-bn`` folds batch norms into convolutions for the inference measurement. Every row carries its ratio to the first model listed: only
+blocks; ``--fold-bn`` folds batch norms into convolutions for the inference measurement; ``--compile`` measures
+``torch.compile``'d models, ``--compile-mode`` picks torch.compile's mode (``reduce-overhead`` adds CUDA graphs, which
+remove the per-op host cost that bounds small networks' training steps; every model of a run gets the same mode). Every row carries its ratio to the first model listed: only
 ratios taken in one run compare across machines. On CPU the torch thread count is left as set
 (``torch.get_num_threads()`` is reported) and peak memory is not measured (null).
 """
@@ -185,6 +188,7 @@ def benchmark_model(
     complexity: bool = True,
     cudnn_benchmark: bool | None = None,
     fold_bn: bool = False,
+    compile_mode: str | None = None,
 ) -> dict:
     """Measure one model; returns one JSON-able row (see the module docstring).
 
@@ -197,6 +201,8 @@ def benchmark_model(
     (14,055 against 12,619 img/s) and took DLKUNet-M's peak inference memory from 9.0 GB to 3.4 GB.
     """
     dev = torch.device(device)
+    if compile_mode is not None and not compile:
+        raise ValueError(f"compile_mode={compile_mode!r} needs compile=True (--compile).")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch.cuda.is_available() is False; use --device cpu.")
     if cudnn_benchmark is None:
@@ -220,7 +226,7 @@ def benchmark_model(
     # static shapes: inference (batch) and training (train_batch) each get their own specialised graph; without
     # dynamic=False the second batch size would make dynamo recompile with a symbolic batch dimension (slower to
     # compile and to run)
-    run = torch.compile(model, dynamic=False) if compile else model
+    run = torch.compile(model, dynamic=False, mode=compile_mode) if compile else model
     timer = _Timer(dev)
 
     def timed(fn: Callable[[], None], items: int) -> float:
@@ -241,7 +247,7 @@ def benchmark_model(
 
         folded = copy.deepcopy(model)
         fold_batch_norm(folded)
-        infer_run = torch.compile(folded, dynamic=False) if compile else folded
+        infer_run = torch.compile(folded, dynamic=False, mode=compile_mode) if compile else folded
     x = torch.rand((batch,) + shape, device=dev).contiguous(memory_format=fmt)
 
     def infer() -> None:
@@ -303,6 +309,7 @@ def benchmark_model(
         "cudnn_benchmark": bool(cudnn_benchmark),
         "fold_bn": bool(fold_bn),
         "compiled": bool(compile),
+        "compile_mode": (compile_mode or "default") if compile else None,
         "torch": torch.__version__,
     }
 
@@ -335,6 +342,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     p.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="autocast dtype (default bf16 on cuda, fp32 on cpu)")
     p.add_argument("--compile", action="store_true", help="measure torch.compile'd models")
+    p.add_argument("--compile-mode", default=None,
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile mode for every model (with --compile; reduce-overhead adds CUDA graphs)")
     p.add_argument("--channels-last", dest="channels_last", action="store_true", default=False,
                    help="channels-last layout for model and input (default: contiguous, as MONAI's transforms give)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
@@ -349,6 +359,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--repeats", type=int, default=None, help="timed blocks; the median is reported")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     a = p.parse_args(argv)
+    if a.compile_mode is not None and not a.compile:
+        p.error("--compile-mode needs --compile")
     cuda = a.device == "cuda"
     size = a.size or (256 if a.spatial_dims == 2 else 96)
     batch = a.batch or ((64 if a.spatial_dims == 2 else 4) if cuda else (4 if a.spatial_dims == 2 else 1))
@@ -368,6 +380,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 complexity=not a.no_complexity,
                 cudnn_benchmark=a.cudnn_benchmark,
                 fold_bn=a.fold_bn,
+                compile_mode=a.compile_mode,
             )
         except ValueError:
             raise  # a usage error (unknown model, no CUDA): the same for every model

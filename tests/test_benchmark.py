@@ -26,6 +26,7 @@ def test_rows_and_json(tmp_path):
         assert r["params"] > 0 and r["macs"] > 0 and r["flops"] > 0
         assert r["infer_items_per_s"] > 0 and r["train_items_per_s"] > 0
         assert r["compiled"] is False and r["infer_peak_bytes"] is None and r["ratio_to"] == "monai_unet"
+        assert r["compile_mode"] is None
     assert saved[0]["infer_ratio"] == 1.0
     assert saved[1]["infer_ratio"] == pytest.approx(saved[1]["infer_items_per_s"] / saved[0]["infer_items_per_s"])
     assert saved[1]["params"] == 2_321_393  # the reference 2D count (3 -> 1 channels, the benchmark default)
@@ -63,3 +64,11 @@ def test_a_failing_peer_stops_the_run(broken_model):
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model"):
         benchmark.main(["--models", "monai_unet", "nope", *FAST])
+
+
+def test_compile_mode_needs_compile(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--models", "monai_unet", *FAST, "--compile-mode", "reduce-overhead"])
+    assert "--compile-mode needs --compile" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="compile=True"):
+        benchmark.benchmark_model("monai_unet", size=32, device="cpu", compile_mode="reduce-overhead")
