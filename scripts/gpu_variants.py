@@ -8,9 +8,9 @@ Variants ``NAME+IMPL`` build ``NAME`` and switch its layers to one implementatio
 - ``+split`` / ``+fused``: LGMSNet's multi-kernel depthwise conv (``MultiKernelDepthwiseConv.mode``);
 - ``+native`` / ``+phases``: DLKUNet's dilated depthwise conv (``LargeKernelAttention.dilated_impl``);
 - ``+whole``: DLKUNet without its chunked inference (``inference_chunk=None``: eval batches run whole);
-- ``+nocudnn``: every depthwise conv runs its forward with cuDNN disabled, so torch uses its own depthwise CUDA kernel
-  (``_conv_depthwise2d`` / ``3d``); the backward pass still picks its backend from the global cuDNN switch, so this
-  variant answers the inference question (``scripts/gpu_convs.py --backward`` times the training side per conv);
+- ``+nocudnn``: every depthwise conv runs with cuDNN disabled, forward and backward (an autograd function that calls
+  ``aten::convolution_backward`` under the same switch), so torch uses its own depthwise CUDA kernels
+  (``_conv_depthwise2d`` / ``3d``; DLKUNet-M's H200 training profile is 74% cuDNN's depthwise weight-gradient kernel);
 - ``+plain``: torch's own GroupNorm / LayerNorm / Upsample in place of the half-precision ones of
   ``lightseg_monai.layers.precision`` (which CUDA autocast would run in float32), to measure what those remove.
 They exist to choose the ``"auto"`` defaults from measurements; the package registry holds the defaults only.
@@ -64,16 +64,53 @@ def _plain(base: str):
     return builder
 
 
+class _NoCudnnConv(torch.autograd.Function):
+    """A conv whose forward and backward both run with cuDNN disabled (autograd would pick the backward's backend
+    from the global switch at backward time). Under autocast it computes in autocast's dtype, as autocast would, and
+    returns each gradient in its argument's dtype."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.param_dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        x_dtype = x.dtype
+        dev = x.device.type
+        if torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev):
+            x = x.to(torch.get_autocast_dtype(dev))  # what autocast does to a conv's input
+        w = weight.to(x.dtype)
+        b = None if bias is None else bias.to(x.dtype)
+        conv = torch.nn.functional.conv2d if x.ndim == 4 else torch.nn.functional.conv3d
+        with torch.autocast(x.device.type, enabled=False), torch.backends.cudnn.flags(enabled=False):
+            y = conv(x, w, b, stride, padding, dilation, groups)
+        ctx.save_for_backward(x, w)
+        ctx.x_dtype = x_dtype
+        ctx.conf = (stride, padding, dilation, groups, None if bias is None else list(bias.shape))
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        stride, padding, dilation, groups, bias_sizes = ctx.conf
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_sizes is not None and ctx.needs_input_grad[2]]
+        with torch.backends.cudnn.flags(enabled=False):
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                grad.to(x.dtype), x, w, bias_sizes, list(stride), list(padding), list(dilation), False,
+                [0] * (x.ndim - 2), groups, mask,
+            )
+        wdt, bdt = ctx.param_dtypes
+        gx = None if gx is None else gx.to(ctx.x_dtype)
+        gw = None if gw is None else gw.to(wdt)
+        gb = None if gb is None else gb.to(bdt)
+        return gx, gw, gb, None, None, None, None
+
+
 class _NoCudnnConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.backends.cudnn.flags(enabled=False):
-            return super().forward(x)
+        return _NoCudnnConv.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class _NoCudnnConv3d(nn.Conv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.backends.cudnn.flags(enabled=False):
-            return super().forward(x)
+        return _NoCudnnConv.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 def _no_cudnn(base: str):
@@ -81,7 +118,8 @@ def _no_cudnn(base: str):
         model = benchmark.build(base, spatial_dims, in_channels, out_channels, size)
         n = 0
         for m in model.modules():
-            if type(m) in (nn.Conv2d, nn.Conv3d) and m.groups > 1 and m.groups == m.in_channels:
+            if (type(m) in (nn.Conv2d, nn.Conv3d) and m.groups > 1 and m.groups == m.in_channels
+                    and m.padding_mode == "zeros" and not isinstance(m.padding, str)):
                 m.__class__ = _NoCudnnConv2d if type(m) is nn.Conv2d else _NoCudnnConv3d
                 n += 1
         if n == 0:

@@ -38,6 +38,27 @@ def test_variants_equal_their_base(base, variants):
         torch.testing.assert_close(out, outs[0], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("autocast", [False, True])
+def test_no_cudnn_variant_trains_like_its_base(autocast):
+    """+nocudnn's own autograd function gives the depthwise convs' gradients of the plain modules (CPU autocast too)."""
+    benchmark = _load("gpu_variants").benchmark
+    x = torch.rand(2, 3, 64, 64)
+    grads, outs = [], []
+    for name in ("dlkunet_s", "dlkunet_s+nocudnn"):
+        torch.manual_seed(0)
+        model = benchmark.build(name, 2, 3, 2, 64).train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(x)
+        out.float().square().mean().backward()
+        outs.append(out.float())
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+        assert all(p.grad is not None and p.grad.dtype == p.dtype for p in model.parameters())
+    tol = {"atol": 2e-2, "rtol": 2e-2} if autocast else {"atol": 1e-5, "rtol": 1e-4}
+    torch.testing.assert_close(outs[1], outs[0], **tol)
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, **tol, msg=n)
+
+
 def test_variant_without_the_layer_is_refused():
     variants = _load("gpu_variants")
     with pytest.raises(ValueError, match="no LargeKernelAttention"):
