@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import traceback
 import weakref
+from unittest import mock
 from pathlib import Path
 
 import torch
@@ -76,19 +77,9 @@ class LiveStorages(TorchDispatchMode):
             del self.live[key]
 
 
-@contextlib.contextmanager
-def fused_attention():
-    """``F.scaled_dot_product_attention`` as a fused kernel allocates: the output alone (values not computed)."""
-    math = F.scaled_dot_product_attention
-
-    def fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        return q.new_empty(q.shape[:-1] + v.shape[-1:])
-
-    F.scaled_dot_product_attention = fused
-    try:
-        yield
-    finally:
-        F.scaled_dot_product_attention = math
+def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """What ``F.scaled_dot_product_attention`` allocates as a fused kernel: the output alone (values not computed)."""
+    return q.new_empty(q.shape[:-1] + v.shape[-1:])
 
 
 def activation_peak(model: torch.nn.Module, shape: tuple[int, ...], sdpa: str = "fused") -> dict:
@@ -98,7 +89,10 @@ def activation_peak(model: torch.nn.Module, shape: tuple[int, ...], sdpa: str = 
     params = sum(p.numel() for p in model.parameters())
     model = model.eval().to(device="meta", dtype=torch.bfloat16)
     mode = LiveStorages()
-    attention = fused_attention() if sdpa == "fused" else contextlib.nullcontext()
+    attention = (
+        mock.patch.object(F, "scaled_dot_product_attention", _fused_attention)
+        if sdpa == "fused" else contextlib.nullcontext()
+    )
     with torch.no_grad(), attention, mode:
         x = torch.empty(shape, device="meta", dtype=torch.bfloat16)
         y = model(x)

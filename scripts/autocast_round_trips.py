@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+from unittest import mock
 
 import torch
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if args.plain:
                 use_torch_layers(model)
                 # SplitAttention's weighted sum in float32 too, as autocast runs it
-                stack.enter_context(_patched(shift, "no_autocast", lambda x: contextlib.nullcontext()))
+                stack.enter_context(mock.patch.object(shift, "no_autocast", lambda x: contextlib.nullcontext()))
             calls = autocast_float32_calls(model, x, min_numel=args.min_numel)
         per_kind: dict[str, int] = {}
         for (kind, fn, shape), n in calls.items():
@@ -55,16 +56,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{name:<12} {d}D {args.size}: {row['round_trips']:3d} float32 round trips, "
               f"{row['elements'] / 1e6:6.2f} M elements per input ({detail})")
     return rows
-
-
-@contextlib.contextmanager
-def _patched(module, attr, value):
-    old = getattr(module, attr)
-    setattr(module, attr, value)
-    try:
-        yield
-    finally:
-        setattr(module, attr, old)
 
 
 if __name__ == "__main__":

@@ -103,14 +103,13 @@ class _NoCudnnConv(torch.autograd.Function):
         return gx, gw, gb, None, None, None, None
 
 
-class _NoCudnnConv2d(nn.Conv2d):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _NoCudnnConv.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+def _no_cudnn_forward(self: nn.Conv2d | nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    return _NoCudnnConv.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-class _NoCudnnConv3d(nn.Conv3d):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _NoCudnnConv.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+# the swapped-in classes: torch's convs with that forward (no state added, so a class swap is enough)
+NO_CUDNN = {conv: type(f"_NoCudnn{conv.__name__}", (conv,), {"forward": _no_cudnn_forward})
+            for conv in (nn.Conv2d, nn.Conv3d)}
 
 
 def _no_cudnn(base: str):
@@ -118,9 +117,9 @@ def _no_cudnn(base: str):
         model = benchmark.build(base, spatial_dims, in_channels, out_channels, size)
         n = 0
         for m in model.modules():
-            if (type(m) in (nn.Conv2d, nn.Conv3d) and m.groups > 1 and m.groups == m.in_channels
+            if (type(m) in NO_CUDNN and m.groups > 1 and m.groups == m.in_channels
                     and m.padding_mode == "zeros" and not isinstance(m.padding, str)):
-                m.__class__ = _NoCudnnConv2d if type(m) is nn.Conv2d else _NoCudnnConv3d
+                m.__class__ = NO_CUDNN[type(m)]
                 n += 1
         if n == 0:
             raise ValueError(f"{base} has no depthwise conv to run without cuDNN.")

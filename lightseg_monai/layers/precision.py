@@ -67,6 +67,11 @@ def _half(x: torch.Tensor) -> bool:
     )
 
 
+def _like(param: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """An optional affine parameter in ``x``'s dtype."""
+    return None if param is None else param.to(x.dtype)
+
+
 def no_autocast(x: torch.Tensor):
     """A context that turns autocast off for ``x``'s device when ``x`` is float16/bfloat16 under autocast.
 
@@ -85,9 +90,7 @@ class GroupNorm(nn.GroupNorm):
         if not torch.jit.is_scripting():
             if _half(x):
                 with torch.autocast(x.device.type, enabled=False):
-                    w = None if self.weight is None else self.weight.to(x.dtype)
-                    b = None if self.bias is None else self.bias.to(x.dtype)
-                    return F.group_norm(x, self.num_groups, w, b, self.eps)
+                    return F.group_norm(x, self.num_groups, _like(self.weight, x), _like(self.bias, x), self.eps)
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
@@ -98,9 +101,7 @@ class LayerNorm(nn.LayerNorm):
         if not torch.jit.is_scripting():
             if _half(x):
                 with torch.autocast(x.device.type, enabled=False):
-                    w = None if self.weight is None else self.weight.to(x.dtype)
-                    b = None if self.bias is None else self.bias.to(x.dtype)
-                    return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
+                    return F.layer_norm(x, self.normalized_shape, _like(self.weight, x), _like(self.bias, x), self.eps)
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
