@@ -172,3 +172,16 @@ def test_activation_peak_traces_on_the_meta_device(capsys):
     assert fused < math / 2  # the math path keeps LGMSNet's attention matrices
     with pytest.raises(ValueError, match="sdpa"):
         peak.activation_peak(build("lgmsnet", 2, 3, 1, 64), (1, 3, 64, 64), "flash")
+
+
+def test_kernel_counts_see_the_adjoint_shift(tmp_path, capsys):
+    """LSU-Net's backward runs fewer kernels than its forward (the shift's adjoint, no per-view gradients)."""
+    counts = _load("kernel_counts")
+    rows = counts.main(["--models", "monai_unet", "lsunet", "--size", "32", "--json", str(tmp_path / "k.json")])
+    unet, lsu = rows
+    assert unet["train_ratio"] == 1.0 and lsu["train_ratio"] == lsu["train_kernels"] / unet["train_kernels"]
+    assert unet["infer_kernels"] > 100  # 23 convs with their norms and activations, and autocast's weight casts
+    assert lsu["train_backward_kernels"] < lsu["train_forward_kernels"]
+    assert "slice_backward" not in lsu["backward_top"]
+    assert json.loads((tmp_path / "k.json").read_text())[1]["model"] == "lsunet"
+    assert "| lsunet |" in capsys.readouterr().out

@@ -46,6 +46,8 @@ __all__ = ["Involution", "ResidualInvolutionBlock", "ConvInvolutionUnit", "Resid
 def _window(t: torch.Tensor, dim: int, start: int, length: int, step: int) -> torch.Tensor:
     """View of ``t`` along ``dim``: ``length`` elements from ``start`` every ``step`` (no copy)."""
     if step == 1:
+        if start == 0 and length == t.shape[dim]:
+            return t  # the whole axis: a narrow would still cost a slice_backward kernel in training
         return t.narrow(dim, start, length)
     # narrow to the strided span, then take every ``step``-th element as windows of size 1 (still a view)
     return t.narrow(dim, start, (length - 1) * step + 1).unfold(dim, 1, step).squeeze(-1)
@@ -144,12 +146,17 @@ class Involution(nn.Module):
         xc = xg
         for d in range(nd):
             xc = _window(xc, 3 + d, 0, out_spatial[d], s)
-        out = xc * w[:, :, self.center].unsqueeze(2)
+        # (B, G, 1, *out): with K = 1 that is ``w`` itself (a select would cost a select_backward kernel in training)
+        wc = w if self.taps == 1 else w.narrow(2, self.center, 1)
+        out = xc * wc
+        # one unbind for all taps: its backward stacks the tap gradients in one kernel (K^d selects would each write a
+        # zero-filled w-sized gradient)
+        w_taps = w.unbind(2) if self.taps > 1 else [w]
         for j, off in enumerate(self.offsets):
             if j == self.center:
                 continue
             xs = xg
-            ws = w[:, :, j].unsqueeze(2)
+            ws = w_taps[j].unsqueeze(2)
             ov = out
             empty = False
             for d in range(nd):

@@ -128,8 +128,8 @@ def dilated_depthwise_conv(
         y = F.conv3d(xs, weight, bias, padding=pads, groups=c)
     y = y.reshape([b] + [d] * nd + [c] + grid).permute(back).reshape([b, c] + padded)
     if needed:
-        for i in range(nd):
-            y = y.narrow(2 + i, 0, spatial[i])
+        # crop by negative padding: one kernel each way (narrowed views would cost a zero-filled gradient per axis)
+        y = F.pad(y, [-p for p in pad])
     return y
 
 

@@ -110,7 +110,10 @@ class PatchAttention(nn.Module):
         b, n = x.shape[0], x.shape[1]
         qkv = self.qkv(self.norm(x)).reshape(b, n, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], dropout_p=drop)
+        # unbind, not qkv[0], qkv[1], qkv[2]: its backward stacks the three gradients in one kernel, where three
+        # selects would each write a zero-filled qkv-sized gradient and sum them
+        q, k, v = qkv.unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
         out = out.transpose(1, 2).reshape(b, n, self.heads * self.dim_head)
         return self.proj_drop(self.proj(out))
 

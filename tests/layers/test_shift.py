@@ -126,6 +126,32 @@ def test_shift_backward_is_the_opposite_shift():
     assert (x.grad[:, :2, -1] == 0).all()
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_shift_groups_backward_is_the_adjoint_in_two_kernels(spatial_dims):
+    # groups from channel 2 to 12 of 13 (channels 0-1 and 12 dropped), steps of 0, 1 and 2, along every axis
+    bounds, axes, steps = [2, 4, 7, 9, 12], [0, 1, 0, spatial_dims - 1], [1, -1, 2, 0]
+    x = torch.randn((2, 13) + (5,) * spatial_dims, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: shift_groups(t, bounds, axes, steps), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: shift_groups(t, bounds, axes, steps), (x,))
+    y = shift_groups(x, bounds, axes, steps)
+    g = torch.randn_like(y)
+    seen = []
+
+    class Log(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with Log():
+        y.backward(g)
+    # the opposite shift (pad + cat) and the zero channels around it (one more pad), plus views
+    assert [o for o in seen if o not in ("slice", "narrow", "alias", "detach")] == ["constant_pad_nd", "cat", "constant_pad_nd"]
+    # <shift(x), g> == <x, grad>: the gradient is the adjoint; the dropped channels get none
+    with torch.no_grad():
+        assert torch.allclose((shift_groups(x, bounds, axes, steps) * g).sum(), (x * x.grad).sum())
+    assert (x.grad[:, :2] == 0).all() and (x.grad[:, 12:] == 0).all()
+
+
 def test_split_attention_formula():
     torch.manual_seed(0)
     sa = SplitAttention(6, parts=3)

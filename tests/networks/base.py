@@ -34,6 +34,9 @@ class NetworkTester:
     ds_levels: tuple[int, ...] = (1, 3)
     ds_kwarg: str = "deep_supervision"
     script_kwargs: dict = {}
+    #: aten ops a training step's backward may not run: each writes a zero-filled full-size gradient for one view of a
+    #: tensor (a narrow, a select) and is then summed with the others, where one adjoint, stack or cat kernel would do
+    zero_fill_backward: tuple[str, ...] = ("slice_backward", "select_backward")
 
     def make(self, spatial_dims: int, in_channels: int, out_channels: int, **kwargs) -> nn.Module:
         torch.manual_seed(0)
@@ -82,6 +85,28 @@ class NetworkTester:
         sum(o.float().pow(2).mean() for o in outs).backward()
         missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
         assert not missing, f"parameters without gradient: {missing}"
+
+    @pytest.mark.parametrize("spatial_dims", [2, 3])
+    def test_backward_writes_no_zero_filled_view_gradients(self, spatial_dims):
+        # a GPU training step of these small networks is bound by the host's per-kernel cost (H200: LSU-Net's step
+        # time over MONAI UNet's equals its kernel count over UNet's), so the backward must not add a kernel per view
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        seen: list[str] = []
+
+        class Log(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                seen.append(func.overloadpacket.__name__)
+                return func(*args, **(kwargs or {}))
+
+        net = self.make(spatial_dims, 2, 3).train()
+        s = self.size(spatial_dims)
+        y = net(torch.rand((2, 2) + (s,) * spatial_dims))
+        loss = sum(o.float().pow(2).mean() for o in ([y] if isinstance(y, torch.Tensor) else y))
+        with Log():
+            loss.backward()
+        assert "convolution_backward" in seen  # the log saw the backward
+        assert not [o for o in seen if o in self.zero_fill_backward], sorted(set(seen))
 
     @pytest.mark.parametrize("spatial_dims", [2, 3])
     def test_deep_supervision(self, spatial_dims):
