@@ -113,6 +113,38 @@ def test_involution_gradients_match_naive():
         torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("spatial_dims, kernel_size, stride", [(2, 3, 1), (2, 5, 2), (3, 3, 2)])
+def test_involution_backward_is_hand_written_and_exact(spatial_dims, kernel_size, stride):
+    # K > 1 in training runs a hand-written backward; it must agree with finite differences, input and kernels alike
+    torch.manual_seed(0)
+    mod = Involution(spatial_dims, 4, kernel_size, stride, group_channels=2, reduction=2).double().eval()
+    shape = (1, 4) + ((7, 6) if spatial_dims == 2 else (5, 4, 3))
+    x = torch.randn(shape, dtype=torch.double, requires_grad=True)
+    w = mod.kernel(x).detach().requires_grad_()
+    mod_kernel = mod.kernel
+    mod.kernel = lambda _x: w  # the aggregation alone, with the kernels as an input
+    try:
+        assert torch.autograd.gradcheck(lambda t, k: mod(t), (x, w))
+        y = mod(x)
+        seen = []
+
+        class Log(torch.utils._python_dispatch.TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                seen.append(func.overloadpacket.__name__)
+                return func(*args, **(kwargs or {}))
+
+        with Log():
+            y.backward(torch.ones_like(y))
+    finally:
+        mod.kernel = mod_kernel
+    kernels = [o for o in seen if o not in ("narrow", "slice", "unfold", "squeeze", "view", "_unsafe_view", "alias", "detach")]
+    # two zero-filled gradients, then per tap one multiply-add into the input gradient and one summed product
+    taps = kernel_size**spatial_dims
+    assert kernels.count("zeros_like") + kernels.count("zeros") + kernels.count("fill_") >= 1
+    assert kernels.count("addcmul_") == taps and kernels.count("sum") == taps
+    assert "slice_backward" not in kernels and "clone" not in kernels and "copy_" not in kernels, kernels
+
+
 def _memory(fn) -> tuple[int, int]:
     """(peak, retained) CPU bytes allocated by ``fn()``, from the profiler's allocation events.
 

@@ -130,9 +130,10 @@ def test_shift_backward_is_the_opposite_shift():
 def test_shift_groups_backward_is_the_adjoint_in_two_kernels(spatial_dims):
     # groups from channel 2 to 12 of 13 (channels 0-1 and 12 dropped), steps of 0, 1 and 2, along every axis
     bounds, axes, steps = [2, 4, 7, 9, 12], [0, 1, 0, spatial_dims - 1], [1, -1, 2, 0]
+    small = torch.randn((1, 13) + (4, 3, 3)[:spatial_dims], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: shift_groups(t, bounds, axes, steps), (small,))
+    assert torch.autograd.gradgradcheck(lambda t: shift_groups(t, bounds, axes, steps), (small,))
     x = torch.randn((2, 13) + (5,) * spatial_dims, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: shift_groups(t, bounds, axes, steps), (x,))
-    assert torch.autograd.gradgradcheck(lambda t: shift_groups(t, bounds, axes, steps), (x,))
     y = shift_groups(x, bounds, axes, steps)
     g = torch.randn_like(y)
     seen = []
