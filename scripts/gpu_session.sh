@@ -2,6 +2,7 @@
 # Everything the issues ask of a GPU, in one run that fits a short lease (PHASES picks the steps):
 #   eager / eager_cl / eager3d / compiled: the benchmark tables (MONAI UNet first in each), 2D in contiguous and
 #     channels-last layout, 3D, torch.compile'd; with the implementation variants of scripts/gpu_variants.py;
+#   fold: 2D inference with batch norms folded into the convolutions (--fold-bn, as the bundles infer);
 #   convs: the dominant conv shapes alone (scripts/gpu_convs.py); profile: torch.profiler tables (scripts/gpu_profile.py);
 #   bundles: a real training run of each bundle on the MR sample dataset (lightseg quickstart, final checkpoint).
 # Each step runs under a time limit taken from what is left of BUDGET_S, writes its log and results into WORK_DIR,
@@ -10,7 +11,7 @@
 #
 # Usage: bash scripts/gpu_session.sh WORK_DIR ARCHIVE DATA_DIR [BUDGET_S]
 #   DATA_DIR: a built MR sample dataset (python -m lightseg_monai sample-data DIR --modality MR --no-extras)
-# Environment: PHASES (the steps, default "eager eager_cl convs eager3d profile compiled"; "bundles" adds the
+# Environment: PHASES (the steps, default "eager fold eager_cl convs eager3d profile compiled"; "bundles" adds the
 #   training runs), DEVICE (cuda), SIZE (256), EPOCHS_2D (300), EPOCHS_3D (250), PIXDIM (1.0), QS_WORKERS (2),
 #   BENCH_EXTRA (extra benchmark arguments, e.g. for a CPU dry run: "--warmup 0 --iters 1 --repeats 1"),
 #   COMPILE_MODE (torch.compile mode of the compiled tables: default; reduce-overhead adds CUDA graphs)
@@ -28,7 +29,7 @@ PIXDIM=${PIXDIM:-1.0}
 QS_WORKERS=${QS_WORKERS:-2}
 BENCH_EXTRA=${BENCH_EXTRA:-}
 COMPILE_MODE=${COMPILE_MODE:-default}
-PHASES=${PHASES:-eager eager_cl convs eager3d profile compiled}
+PHASES=${PHASES:-eager fold eager_cl convs eager3d profile compiled}
 export PYTHONUNBUFFERED=1
 mkdir -p "$W"
 start=$(date +%s)
@@ -65,6 +66,7 @@ B="python3 scripts/gpu_variants.py --device $DEVICE $BENCH_EXTRA"
 # the fast networks first, so that a step cut short by its limit still has them (DLKUNet's rows take longest)
 EAGER2D=${EAGER2D:-lgmsnet lsunet lgmsnet+plain lsunet+plain rdiunet dlkunet_m dlkunet_m+whole dlkunet_m+nocudnn lgmsnet+nocudnn lsunet+nocudnn rdiunet_k3 dlkunet_s dlkunet_l}
 EAGER2D_CL=${EAGER2D_CL:-lgmsnet rdiunet lsunet dlkunet_m}
+FOLD2D=${FOLD2D:-lgmsnet lsunet rdiunet dlkunet_m}
 EAGER3D=${EAGER3D:-lgmsnet lgmsnet+plain}
 COMPILED2D=${COMPILED2D:-lgmsnet lsunet rdiunet dlkunet_m}
 PROFILE_MODELS=${PROFILE_MODELS:-lsunet lgmsnet rdiunet}
@@ -79,6 +81,11 @@ if has eager; then
   run bench_2d_eager 130 230 $B --size "$SIZE" --no-channels-last --models monai_unet $EAGER2D \
     --json "$W/2d_eager.json"
 fi
+if has fold; then
+  # inference with the batch norms folded into their convolutions, as the bundles' inference.json runs it
+  run bench_2d_eager_fold 45 200 $B --size "$SIZE" --no-channels-last --fold-bn --no-train \
+    --models monai_unet $FOLD2D --json "$W/2d_eager_fold.json"
+fi
 if has eager_cl; then
   run bench_2d_eager_cl 45 185 $B --size "$SIZE" --channels-last --models monai_unet $EAGER2D_CL \
     --json "$W/2d_eager_cl.json"
@@ -89,7 +96,7 @@ if has convs; then
   run convs_backward 20 145 python3 scripts/gpu_convs.py --backward --only dlkunet --json "$W/convs_backward.json"
 fi
 if has eager3d; then
-  run bench_3d_eager 35 130 $B $B3D --no-channels-last --models monai_unet $EAGER3D --json "$W/3d_eager.json"
+  run bench_3d_eager 60 130 $B $B3D --no-channels-last --models monai_unet $EAGER3D --json "$W/3d_eager.json"
 fi
 if has profile; then
   run profile 35 95 python3 scripts/gpu_profile.py "$W/profiles" $PROFILE_MODELS --size "$SIZE" --device "$DEVICE"
