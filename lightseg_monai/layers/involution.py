@@ -176,7 +176,7 @@ class Involution(nn.Module):
     so no padded copy is made either). Beyond the kernel-generating branch, inference holds the output only. In
     training with ``kernel_size > 1`` a hand-written backward (the same windows, one multiply-add and one reduction per
     tap) saves the input and the kernels and nothing else, where autograd through the in-place updates would copy the
-    output and write a zero-filled gradient per view (3x3 RDIU-Net: 2,101 -> 1,087 kernels per training step,
+    output and write a zero-filled gradient per view (3x3 RDIU-Net: 2,101 -> 1,204 kernels per training step,
     ``scripts/kernel_counts.py``). With ``kernel_size=1`` the layer is a per-pixel, per-group gate ``x * w``: one
     multiply.
 
