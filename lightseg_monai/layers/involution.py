@@ -134,25 +134,19 @@ class _Aggregate(torch.autograd.Function):
         xg, w = ctx.saved_tensors
         taps, center, s = ctx.taps, ctx.center, ctx.stride
         out_spatial = [int(n) for n in w.shape[3:]]
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        gx = torch.zeros_like(xg) if need_x else None
-        gw = torch.zeros_like(w) if need_w else None
-        windows = [(center, None)] + [(j, dims) for j, dims in taps]
-        for j, dims in windows:
-            wj = w.narrow(2, j, 1)
-            if dims is None:  # the centre covers every output position
-                xs, go = _centre(xg, out_spatial, s), grad
-                gxs = None if gx is None else _centre(gx, out_spatial, s)
-                gws = None if gw is None else gw.narrow(2, j, 1)
-            else:
-                xs, go, gxs, gws = xg, grad, gx, None if gw is None else gw.narrow(2, j, 1)
-                for d in range(len(dims)):
-                    x0, o0, n = dims[d]
-                    xs = _window(xs, 3 + d, x0, n, s)
-                    go = go.narrow(3 + d, o0, n)
-                    wj = wj.narrow(3 + d, o0, n)
-                    gxs = None if gxs is None else _window(gxs, 3 + d, x0, n, s)
-                    gws = None if gws is None else gws.narrow(3 + d, o0, n)
+        gx = torch.zeros_like(xg) if ctx.needs_input_grad[0] else None
+        gw = torch.zeros_like(w) if ctx.needs_input_grad[1] else None
+        # the centre tap is the window that covers every output position
+        for j, dims in [(center, [[0, 0, n] for n in out_spatial])] + taps:
+            xs, go, wj = xg, grad, w.narrow(2, j, 1)
+            gxs, gws = gx, None if gw is None else gw.narrow(2, j, 1)
+            for d in range(len(dims)):
+                x0, o0, n = dims[d]
+                xs = _window(xs, 3 + d, x0, n, s)
+                go = go.narrow(3 + d, o0, n)
+                wj = wj.narrow(3 + d, o0, n)
+                gxs = None if gxs is None else _window(gxs, 3 + d, x0, n, s)
+                gws = None if gws is None else gws.narrow(3 + d, o0, n)
             if gxs is not None:
                 gxs.addcmul_(go, wj)
             if gws is not None:

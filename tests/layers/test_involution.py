@@ -12,6 +12,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from lightseg_monai.layers import ConvInvolutionUnit, Involution, ResidualDenseInvolutionBlock, ResidualInvolutionBlock
 
+from ..aten_log import aten_ops
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -84,17 +86,10 @@ def test_kernel_size_1_is_a_per_pixel_gate():
         gate = w[:, :, 0].repeat_interleave(16, dim=1)
         torch.testing.assert_close(mod(x), x * gate)
     # one multiply, nothing else: no padding, no unfolding, no copy of the input
-    ops = []
-
-    class Log(torch.utils._python_dispatch.TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            ops.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
     with torch.no_grad():
         w = mod.kernel(x)
         mod.kernel = lambda _x: w  # count the aggregation only
-        with Log():
+        with aten_ops() as ops:
             mod(x)
     views = ("view", "_unsafe_view", "reshape", "select", "unsqueeze", "narrow", "slice", "_to_copy")
     heavy = [o for o in ops if o not in views]
@@ -126,14 +121,7 @@ def test_involution_backward_is_hand_written_and_exact(spatial_dims, kernel_size
     try:
         assert torch.autograd.gradcheck(lambda t, k: mod(t), (x, w))
         y = mod(x)
-        seen = []
-
-        class Log(torch.utils._python_dispatch.TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                seen.append(func.overloadpacket.__name__)
-                return func(*args, **(kwargs or {}))
-
-        with Log():
+        with aten_ops() as seen:
             y.backward(torch.ones_like(y))
     finally:
         mod.kernel = mod_kernel

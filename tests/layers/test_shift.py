@@ -14,6 +14,8 @@ from lightseg_monai.layers import (
     spatial_shift,
 )
 
+from ..aten_log import aten_ops
+
 
 def _reference_2d(x: torch.Tensor, pattern: int) -> torch.Tensor:
     """Eqs. 6-7 of LSU-Net written out quarter by quarter (0-based), assigned into a new zero tensor.
@@ -136,14 +138,7 @@ def test_shift_groups_backward_is_the_adjoint_in_two_kernels(spatial_dims):
     x = torch.randn((2, 13) + (5,) * spatial_dims, dtype=torch.float64, requires_grad=True)
     y = shift_groups(x, bounds, axes, steps)
     g = torch.randn_like(y)
-    seen = []
-
-    class Log(torch.utils._python_dispatch.TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            seen.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
-    with Log():
+    with aten_ops() as seen:
         y.backward(g)
     # the opposite shift (pad + cat) and the zero channels around it (one more pad), plus views
     assert [o for o in seen if o not in ("slice", "narrow", "alias", "detach")] == ["constant_pad_nd", "cat", "constant_pad_nd"]

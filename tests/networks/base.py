@@ -13,6 +13,8 @@ import torch.nn as nn
 
 from lightseg_monai.utils import count_parameters
 
+from ..aten_log import aten_ops
+
 
 class NetworkTester:
     """Subclass, set the attributes, and pytest collects the shared checks.
@@ -90,20 +92,11 @@ class NetworkTester:
     def test_backward_writes_no_zero_filled_view_gradients(self, spatial_dims):
         # a GPU training step of these small networks is bound by the host's per-kernel cost (H200: LSU-Net's step
         # time over MONAI UNet's equals its kernel count over UNet's), so the backward must not add a kernel per view
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        seen: list[str] = []
-
-        class Log(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                seen.append(func.overloadpacket.__name__)
-                return func(*args, **(kwargs or {}))
-
         net = self.make(spatial_dims, 2, 3).train()
         s = self.size(spatial_dims)
         y = net(torch.rand((2, 2) + (s,) * spatial_dims))
         loss = sum(o.float().pow(2).mean() for o in ([y] if isinstance(y, torch.Tensor) else y))
-        with Log():
+        with aten_ops() as seen:
             loss.backward()
         assert "convolution_backward" in seen  # the log saw the backward
         assert not [o for o in seen if o in self.zero_fill_backward], sorted(set(seen))
