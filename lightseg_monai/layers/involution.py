@@ -113,7 +113,7 @@ def _aggregate(
 
 
 class _Aggregate(torch.autograd.Function):
-    """:func:`_aggregate` with a hand-written backward, for kernels larger than 1.
+    """:func:`_aggregate` with a hand-written backward, for kernels larger than 1 at stride 1.
 
     Autograd through the in-place tap updates on views would record, per tap, a copy of the output, a zero-filled
     full-size gradient per narrowed view and the sums of those (about 130 kernels per 3x3 involution in a training
@@ -168,7 +168,7 @@ class Involution(nn.Module):
     tap initialises the output; every other tap adds ``w_j * x_j`` in place into the part of the output whose
     neighbour lies inside the input, where ``w_j`` and ``x_j`` are strided views (the zero padding contributes nothing,
     so no padded copy is made either). Beyond the kernel-generating branch, inference holds the output only. In
-    training with ``kernel_size > 1`` a hand-written backward (the same windows, one multiply-add and one reduction per
+    training with ``kernel_size > 1`` and ``stride=1`` a hand-written backward (the same windows, one multiply-add and one reduction per
     tap) saves the input and the kernels and nothing else, where autograd through the in-place updates would copy the
     output and write a zero-filled gradient per view (3x3 RDIU-Net: 2,101 -> 1,204 kernels per training step,
     ``scripts/kernel_counts.py``). With ``kernel_size=1`` the layer is a per-pixel, per-group gate ``x * w``: one
@@ -248,7 +248,10 @@ class Involution(nn.Module):
         xg = x.reshape([b, self.groups, self.group_channels] + spatial)  # spatial dims now start at 3
         taps = _tap_windows(self.offsets, self.center, p, s, spatial, out_spatial)
         if not torch.jit.is_scripting():
-            if self.taps > 1 and torch.is_grad_enabled() and (xg.requires_grad or w.requires_grad):
+            # stride 1 only: torch.compile (aot_eager, inductor; torch 2.13) mis-traces the backward's in-place
+            # updates into the strided (unfold) windows of stride > 1 and returns wrong gradients, where autograd
+            # through the forward's views stays right
+            if self.taps > 1 and s == 1 and torch.is_grad_enabled() and (xg.requires_grad or w.requires_grad):
                 out = _Aggregate.apply(xg, w, taps, self.center, s)
                 return out.reshape([b, self.channels] + out_spatial)
         out = _aggregate(xg, w, taps, self.center, s)
