@@ -33,6 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from lightseg_monai.layers.upsample import is_linear_x2, upsample_linear_x2
+
 __all__ = [
     "AUTOCAST_FLOAT32_FUNCTIONS",
     "INTERPOLATE_OPS",
@@ -106,10 +108,17 @@ class LayerNorm(nn.LayerNorm):
 
 
 class Upsample(nn.Upsample):
-    """``torch.nn.Upsample`` that keeps a float16/bfloat16 input's dtype under autocast (see the module docstring)."""
+    """``torch.nn.Upsample`` that keeps a float16/bfloat16 input's dtype under autocast (see the module docstring).
+
+    Inside a graph that ``torch.compile`` traces, x2 linear upsampling (``align_corners=False``) runs as
+    :func:`~lightseg_monai.layers.upsample.upsample_linear_x2`, the same function as a per-axis stencil whose backward
+    is a gather rather than TorchInductor's scatter-add (and which avoids an inductor fault in LSU-Net's training step).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
+            if torch.compiler.is_compiling() and is_linear_x2(self.mode, self.scale_factor, self.align_corners, self.size):
+                return upsample_linear_x2(x)  # elementwise ops and copies: no autocast float32 round trip either
             if _half(x):
                 with torch.autocast(x.device.type, enabled=False):
                     return self._interpolate(x)
