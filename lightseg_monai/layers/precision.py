@@ -107,17 +107,22 @@ class LayerNorm(nn.LayerNorm):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
+def _compiling() -> bool:
+    """Whether ``torch.compile`` traces this call; ``torch.export`` (ONNX, ExecuTorch) keeps the portable op."""
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+
+
 class Upsample(nn.Upsample):
     """``torch.nn.Upsample`` that keeps a float16/bfloat16 input's dtype under autocast (see the module docstring).
 
-    Inside a graph that ``torch.compile`` traces, x2 linear upsampling (``align_corners=False``) runs as
+    Inside a graph that ``torch.compile`` traces (not ``torch.export``), x2 linear upsampling (``align_corners=False``) runs as
     :func:`~lightseg_monai.layers.upsample.upsample_linear_x2`, the same function as a per-axis stencil whose backward
     is a gather rather than TorchInductor's scatter-add (and which avoids an inductor fault in LSU-Net's training step).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if torch.compiler.is_compiling() and is_linear_x2(self.mode, self.scale_factor, self.align_corners, self.size):
+            if _compiling() and is_linear_x2(self.mode, self.scale_factor, self.align_corners, self.size):
                 return upsample_linear_x2(x)  # elementwise ops and copies: no autocast float32 round trip either
             if _half(x):
                 with torch.autocast(x.device.type, enabled=False):

@@ -181,3 +181,34 @@ def test_verify_net_in_out_and_torchscript_export(bundle, tmp_path):
     x = torch.rand((1, 1) + (32,) * nd)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+# the ONNX export command of each bundle's docs/README.md: named input and output, dynamic batch (an example batch of
+# 2: torch.export specialises a dimension of size 1), the spatial shape of the sliding window
+ONNX_KWARGS = {"input_names": ["image"], "output_names": ["pred"],
+               "dynamic_axes": {"image": [0], "pred": [0]}}
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_onnx_export_runs_in_onnxruntime(bundle, tmp_path):
+    import onnxruntime
+
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    args = ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
+    net = ConfigWorkflow(workflow_type="infer", config_file=_cfg(bundle, "inference.json"), bundle_root=str(root))
+    net.initialize()
+    model = net.parser.get_parsed_content("network_def").eval()
+    torch.save(model.state_dict(), root / "models" / "model.pt")
+    nd = net.parser.get_parsed_content("spatial_dims")
+    onnx_file = root / "models" / "model.onnx"
+    _cli(bundle, "onnx_export", "network_def", "--filepath", str(onnx_file), "--ckpt_file", str(root / "models" / "model.pt"),
+         *args, "--input_shape", json.dumps([2, 1] + [32] * nd), "--converter_kwargs", json.dumps(ONNX_KWARGS),
+         overrides={"bundle_root": str(root)})
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"] and [o.name for o in session.get_outputs()] == ["pred"]
+    for batch in (1, 3):
+        x = torch.rand((batch, 1) + (32,) * nd)
+        (pred,) = session.run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(pred), model(x), rtol=1e-3, atol=1e-4)

@@ -68,6 +68,16 @@ def test_compiled_upsample_runs_the_stencil(mode, shape):
     assert any("interpolate" in o for o in ops), ops
 
 
+def test_exported_upsample_keeps_the_interpolation_op():
+    # torch.export (behind the ONNX exporter) keeps one portable op, ONNX's Resize, instead of the stencil
+    up = Upsample(scale_factor=2.0, mode="bilinear", align_corners=False)
+    x = torch.randn(2, 3, 4, 6)
+    program = torch.export.export(up, (x,))
+    ops = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert any("upsample_bilinear2d" in o for o in ops) and not any("lerp" in o for o in ops), ops
+    torch.testing.assert_close(program.module()(x), up(x))
+
+
 @pytest.mark.slow
 def test_lsunet_training_step_compiles_with_inductor_on_cpu():
     # torch 2.13's inductor failed on this graph with F.interpolate's scatter-add backward (see the module docstring)

@@ -151,6 +151,26 @@ class NetworkTester:
         with torch.no_grad():
             torch.testing.assert_close(compiled(x), net(x))
 
+    @pytest.mark.slow
+    @pytest.mark.parametrize("spatial_dims", [2, 3])
+    def test_onnx_export(self, spatial_dims, tmp_path):
+        # MONAI's converter (torch.export + onnxscript), then ONNX Runtime at two batch sizes; the bundles' fast tests
+        # export each bundle's default dimension through `python -m monai.bundle onnx_export`
+        import onnxruntime
+        from monai.networks.utils import convert_to_onnx
+
+        net = self.make(spatial_dims, 2, 3).eval()
+        s = self.size(spatial_dims)
+        path = str(tmp_path / "net.onnx")
+        convert_to_onnx(net, [torch.rand((2, 2) + (s,) * spatial_dims)], input_names=["image"], output_names=["pred"],
+                        dynamic_axes={"image": [0], "pred": [0]}, filename=path)
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        for batch in (1, 3):
+            x = torch.rand((batch, 2) + (s,) * spatial_dims)
+            (pred,) = session.run(None, {"image": x.numpy()})
+            with torch.no_grad():
+                torch.testing.assert_close(torch.from_numpy(pred), net(x), rtol=1e-3, atol=1e-4)
+
     def test_state_dict_round_trip_weights_only(self, tmp_path):
         net = self.make(2, 1, 2).eval()
         path = tmp_path / "model.pt"
