@@ -109,7 +109,8 @@ class LayerNorm(nn.LayerNorm):
 
 def _compiling() -> bool:
     """Whether ``torch.compile`` traces this call; ``torch.export`` (ONNX, ExecuTorch) keeps the portable op."""
-    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.7; before it export gets the stencil
+    return torch.compiler.is_compiling() and not (exporting is not None and exporting())
 
 
 class Upsample(nn.Upsample):
