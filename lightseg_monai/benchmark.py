@@ -9,13 +9,15 @@ Usage::
     python -m lightseg_monai.benchmark --models monai_unet lgmsnet --device cuda --compile --compile-mode reduce-overhead
     python -m lightseg_monai.benchmark --models monai_unet lgmsnet --spatial-dims 3 --size 96 --in-channels 1 \\
         --out-channels 14 --batch 4 --train-batch 2 --device cuda
+    python -m lightseg_monai.benchmark --models monai_unet lgmsnet --device cpu --no-train --onnxruntime
 
 For each model: parameters, thop-convention MACs and FlopCounterMode FLOPs of one item, inference throughput (items/s
 at ``--batch``, no grad), training throughput (items/s at ``--train-batch``: forward, loss, backward, AdamW step) and
 the peak GPU memory of inference. On CUDA the forward runs under bf16 autocast (``--dtype``) in cuDNN benchmark mode,
 on contiguous tensors unless ``--channels-last``, timed with CUDA events after warm-up, median of ``--repeats`` timed
 blocks; ``--fold-bn`` folds batch norms into convolutions for the inference measurement; ``--compile`` measures
-``torch.compile``'d models, ``--compile-mode`` picks torch.compile's mode (``reduce-overhead`` adds CUDA graphs, which
+``torch.compile``'d models, ``--onnxruntime`` CPU inference of the exported models in ONNX Runtime,
+``--compile-mode`` picks torch.compile's mode (``reduce-overhead`` adds CUDA graphs, which
 remove the per-op host cost that bounds small networks' training steps; every model of a run gets the same mode). Every row carries its ratio to the first model listed: only
 ratios taken in one run compare across machines. On CPU the torch thread count is left as set
 (``torch.get_num_threads()`` is reported) and peak memory is not measured (null).
