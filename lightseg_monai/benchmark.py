@@ -261,17 +261,11 @@ def benchmark_model(
     x = torch.rand((batch,) + shape, device=dev).contiguous(memory_format=fmt)
 
     if onnxruntime:
-        session = _onnxruntime_session(folded if fold_bn else model, x)
-        feed = {"image": x.numpy()}
+        infer_run = _onnxruntime_network(folded if fold_bn else model, x)
 
-        def infer() -> None:
-            session.run(None, feed)
-
-    else:
-
-        def infer() -> None:
-            with torch.no_grad(), autocast():
-                infer_run(x)
+    def infer() -> None:
+        with torch.no_grad(), autocast():
+            infer_run(x)
 
     if dev.type == "cuda":
         infer()
@@ -334,23 +328,20 @@ def benchmark_model(
     }
 
 
-def _onnxruntime_session(model: nn.Module, x: torch.Tensor):
-    """An ONNX Runtime CPU session of ``model`` for inputs shaped like ``x`` (input "image", output "pred")."""
+def _onnxruntime_network(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """``model`` exported for inputs shaped like ``x`` and run by ONNX Runtime on the CPU, as the bundles'
+    ``configs/inference_onnx.json`` runs it (:class:`lightseg_monai.utils.OnnxRuntimeNetwork`)."""
     import os
     import tempfile
 
     from monai.networks.utils import convert_to_onnx
-    from monai.utils import optional_import
 
-    ort, has_ort = optional_import("onnxruntime")
-    if not has_ort:
-        raise ValueError("--onnxruntime needs ONNX Runtime: pip install -e \".[onnx]\" (onnx, onnxscript, onnxruntime).")
-    with tempfile.TemporaryDirectory() as tmp:
+    from lightseg_monai.utils import OnnxRuntimeNetwork
+
+    with tempfile.TemporaryDirectory() as tmp:  # the session holds the model in memory once loaded
         path = os.path.join(tmp, "model.onnx")
         convert_to_onnx(model, [x], input_names=["image"], output_names=["pred"], filename=path, verify=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return OnnxRuntimeNetwork(path)
 
 
 def _table(rows: list[dict]) -> str:

@@ -116,9 +116,10 @@ def _compiling() -> bool:
 class Upsample(nn.Upsample):
     """``torch.nn.Upsample`` that keeps a float16/bfloat16 input's dtype under autocast (see the module docstring).
 
-    Inside a graph that ``torch.compile`` traces (not ``torch.export``), x2 linear upsampling (``align_corners=False``) runs as
-    :func:`~lightseg_monai.layers.upsample.upsample_linear_x2`, the same function as a per-axis stencil whose backward
-    is a gather rather than TorchInductor's scatter-add (and which avoids an inductor fault in LSU-Net's training step).
+    Inside a graph that ``torch.compile`` traces (not ``torch.export``), x2 linear upsampling (``align_corners=False``)
+    runs as :func:`~lightseg_monai.layers.upsample.upsample_linear_x2`, the same function as a per-axis stencil whose
+    backward is a gather rather than TorchInductor's scatter-add (and which avoids an inductor fault in LSU-Net's
+    training step).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
