@@ -185,3 +185,29 @@ def test_kernel_counts_see_the_adjoint_shift(tmp_path, capsys):
     assert "slice_backward" not in lsu["backward_top"]
     assert json.loads((tmp_path / "k.json").read_text())[1]["model"] == "lsunet"
     assert "| lsunet |" in capsys.readouterr().out
+
+
+def test_memory_traffic_counts_reads_and_writes(tmp_path, capsys):
+    """Exact bytes for a hand-countable model; folding removes LGMSNet's norm passes; attention counted as fused."""
+    traffic = _load("memory_traffic")
+    b, c, o, hw = 3, 2, 4, 25  # bf16: 2 bytes an element
+    model = torch.nn.Sequential(torch.nn.Conv2d(c, o, 1), torch.nn.ReLU(), torch.nn.ReLU(inplace=True))
+    mode = traffic.traffic(model, (b, c, 5, 5))
+    x, w, bias, y = 2 * b * c * hw, 2 * o * c, 2 * o, 2 * b * o * hw
+    assert mode.bytes == {"convolution": x + w + bias + y, "relu": 2 * y, "relu_": 2 * y}
+    mode.bytes.clear()
+    a, out = torch.ones(4, device="meta"), torch.empty(4, device="meta")
+    with mode:  # out= writes its tensor without reading it
+        torch.add(a, 1, out=out)
+    assert mode.bytes == {"add": 32}
+
+    rows = traffic.main(["--models", "monai_unet", "lgmsnet", "--size", "64", "--batch", "4", "--train",
+                         "--json", str(tmp_path / "t.json")])
+    folded = traffic.main(["--models", "lgmsnet", "--size", "64", "--batch", "4", "--fold-bn"])[0]
+    unet, lgms = rows
+    assert lgms["infer_bytes"] > 5 * unet["infer_bytes"] and lgms["train_bytes"] > lgms["infer_bytes"] / 4
+    assert folded["infer_bytes"] < 0.9 * lgms["infer_bytes"]
+    assert folded["infer_by_op"]["native_batch_norm"] < lgms["infer_by_op"]["native_batch_norm"] / 5
+    assert lgms["infer_by_op"]["scaled_dot_product_attention"] > 0
+    assert json.loads((tmp_path / "t.json").read_text())[1]["model"] == "lgmsnet"
+    assert "| lgmsnet |" in capsys.readouterr().out

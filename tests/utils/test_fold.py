@@ -38,7 +38,7 @@ def _warm(model: nn.Module, x: torch.Tensor) -> nn.Module:
 
 @pytest.mark.parametrize(
     "name, spatial_dims, at_least",
-    [("lgmsnet", 2, 38), ("lgmsnet", 3, 1), ("dlkunet_s", 2, 8), ("lsunet", 2, 6), ("rdiunet", 2, 27)],
+    [("lgmsnet", 2, 44), ("lgmsnet", 3, 1), ("dlkunet_s", 2, 8), ("lsunet", 2, 6), ("rdiunet", 2, 27)],
 )
 def test_networks_fold_to_the_same_outputs(name, spatial_dims, at_least):
     size = 64 if spatial_dims == 2 else 32
@@ -67,6 +67,42 @@ def test_patterns():
     ref = seq(x).detach()
     assert fold_batch_norm(seq) == 4
     assert _n_bn(seq) == 2
+    torch.testing.assert_close(seq(x).detach(), ref, atol=1e-5, rtol=1e-5)
+
+
+class _Residual(nn.Sequential):
+    """A Sequential with its own forward: its first layer is not the only reader of its input."""
+
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+def test_norm_into_the_unpadded_conv_after_it():
+    torch.manual_seed(0)
+    seq = nn.Sequential(
+        Convolution(2, 3, 8, act="gelu", norm="batch", adn_ordering="AN"),  # conv -> GELU -> norm ...
+        Convolution(2, 8, 6, kernel_size=1, act="gelu", norm="batch", adn_ordering="AN"),  # ... into this 1x1: folded
+        nn.Sequential(nn.Conv2d(6, 4, 1, groups=2), nn.ReLU()),  # previous norm into a grouped 1x1 conv: folded
+        nn.BatchNorm2d(4),  # after an activation, element of its own ...
+        nn.Conv2d(4, 4, 3, stride=2, dilation=2, bias=False),  # ... into an unpadded strided dilated 3x3: folded
+        nn.ReLU(), nn.BatchNorm2d(4),
+        nn.Conv2d(4, 4, 3, padding=1),  # padded: the zeros at the border would not be normalised, kept
+        nn.ReLU(), nn.BatchNorm2d(4),
+        nn.ConvTranspose2d(4, 4, 2, stride=2),  # transposed: kept
+        nn.ReLU(), nn.BatchNorm2d(4),
+        _Residual(nn.Conv2d(4, 4, 1)),  # its first layer is not the only reader: kept
+        nn.ReLU(), nn.BatchNorm2d(4),
+        nn.MaxPool2d(2),  # not a conv: kept
+    )
+    x = torch.randn(2, 3, 16, 16)
+    seq = _warm(seq, x)
+    ref = seq(x).detach()
+    assert seq[4].bias is None
+    assert fold_batch_norm(seq) == 3
+    assert _n_bn(seq) == 4
+    assert [type(m) for m in (seq[0].adn.N, seq[1].adn.N)] == [nn.Identity] * 2
+    assert [type(seq[i]) for i in (3, 6, 9, 12, 15)] == [nn.Identity] + [nn.BatchNorm2d] * 4
+    assert seq[4].bias is not None  # the norm's shift became a bias
     torch.testing.assert_close(seq(x).detach(), ref, atol=1e-5, rtol=1e-5)
 
 
