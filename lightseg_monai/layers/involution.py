@@ -302,6 +302,14 @@ class ResidualInvolutionBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inv = self.involution
+        if inv.taps == 1 and inv.groups == 1 and inv.stride == 1:
+            # K = 1 with one group: the involution scales every channel of a position by the same kernel value w,
+            # which commutes with the 1x1 conv and with dropout's mask (conv(w * x) = w * conv(x)); the block becomes
+            # one conv and one fused multiply-add, x + w * dropout(conv(x)), and the product map is never written (full
+            # resolution in RDIU-Net). Dropout draws the same mask from the same random stream as on the product.
+            w = inv.kernel(x).to(x.dtype).flatten(1, 2)  # (B, 1, *S)
+            return torch.addcmul(x, self.dropout(self.conv(x)), w)
         return x + self.dropout(self.conv(self.involution(x)))
 
 

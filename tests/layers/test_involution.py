@@ -245,6 +245,37 @@ def test_rib_is_residual_over_involution_conv_dropout():
         torch.testing.assert_close(rib(x), x)
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("channels", [16, 32])  # one involution group (the shortcut) and two (the general path)
+def test_rib_k1_equals_involution_then_conv(spatial_dims, channels):
+    """With K = 1 and one group the block runs x + w * conv(x); it equals the paper's x + conv(involution(x))."""
+    torch.manual_seed(0)
+    rib = ResidualInvolutionBlock(spatial_dims, channels, kernel_size=1, dropout=0.1)
+    x = torch.randn((2, channels) + (5,) * spatial_dims, dtype=torch.float64)
+    rib = rib.double().eval()
+    calls = []
+    rib.involution.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        y = rib(x)
+        assert len(calls) == (0 if channels == 16 else 1)  # the shortcut never runs the involution's aggregation
+        torch.testing.assert_close(y, x + rib.conv(rib.involution(x)), atol=1e-12, rtol=1e-12)
+    rib.train()  # training, with dropout: the same mask from the same seed, the same gradients
+    x.requires_grad_(True)
+    torch.manual_seed(1)
+    y = rib(x)
+    y.square().sum().backward()
+    shortcut = [x.grad.clone()] + [p.grad.clone() for p in rib.parameters()]
+    x.grad = None
+    rib.zero_grad()
+    torch.manual_seed(1)
+    ref = x + rib.dropout(rib.conv(rib.involution(x)))
+    torch.testing.assert_close(y, ref, atol=1e-12, rtol=1e-12)
+    assert (y == x).any()  # dropout did zero some of the block's branch
+    ref.square().sum().backward()
+    for a, b in zip(shortcut, [x.grad] + [p.grad for p in rib.parameters()]):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
 def test_dense_units_see_all_earlier_outputs():
     dense = ResidualDenseInvolutionBlock(2, 16, 40, growth=16, units=3)
     assert [u.conv.conv.in_channels for u in dense.units] == [16, 32, 48]
