@@ -64,7 +64,7 @@ run() {
 # the benchmark with the implementation variants of scripts/gpu_variants.py registered (NAME+IMPL)
 B="python3 scripts/gpu_variants.py --device $DEVICE $BENCH_EXTRA"
 # the fast networks first, so that a step cut short by its limit still has them (DLKUNet's rows take longest)
-EAGER2D=${EAGER2D:-lgmsnet lsunet lgmsnet+plain lsunet+plain rdiunet dlkunet_m dlkunet_m+whole dlkunet_m+nocudnn lgmsnet+nocudnn lsunet+nocudnn rdiunet_k3 dlkunet_s dlkunet_l}
+EAGER2D=${EAGER2D:-lgmsnet lsunet lsunet+dense lgmsnet+plain lsunet+plain rdiunet dlkunet_m dlkunet_m+dense dlkunet_m+whole dlkunet_m+nocudnn lgmsnet+nocudnn lsunet+nocudnn rdiunet_k3 dlkunet_s dlkunet_l}
 EAGER2D_CL=${EAGER2D_CL:-lgmsnet rdiunet lsunet dlkunet_m}
 FOLD2D=${FOLD2D:-lgmsnet lsunet rdiunet dlkunet_m}
 EAGER3D=${EAGER3D:-lgmsnet lgmsnet+plain}

@@ -11,6 +11,9 @@ Variants ``NAME+IMPL`` build ``NAME`` and switch its layers to one implementatio
 - ``+nocudnn``: every depthwise conv runs with cuDNN disabled, forward and backward (an autograd function that calls
   ``aten::convolution_backward`` under the same switch), so torch uses its own depthwise CUDA kernels
   (``_conv_depthwise2d`` / ``3d``; DLKUNet-M's H200 training profile is 74% cuDNN's depthwise weight-gradient kernel);
+- ``+dense``: each depthwise conv that feeds a 1x1 conv directly (LSU-Net's light conv blocks, DLKUNet's depthwise
+  separable convs) runs with it as the one dense conv they compose to (``DenseSeparable``): more multiply-adds on
+  tensor cores, one map pass fewer and no cuDNN depthwise kernel;
 - ``+plain``: torch's own GroupNorm / LayerNorm / Upsample in place of the half-precision ones of
   ``lightseg_monai.layers.precision`` (which CUDA autocast would run in float32), to measure what those remove.
 They exist to choose the ``"auto"`` defaults from measurements; the package registry holds the defaults only.
@@ -20,9 +23,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from lightseg_monai import benchmark
-from lightseg_monai.layers import LargeKernelAttention, MultiKernelDepthwiseConv, precision
+from lightseg_monai.layers import (
+    DepthwiseSeparableConv,
+    LargeKernelAttention,
+    LightConvBlock,
+    MultiKernelDepthwiseConv,
+    precision,
+)
 from lightseg_monai.networks import DLKUNet
 
 SWITCHES = {
@@ -128,6 +138,61 @@ def _no_cudnn(base: str):
     return builder
 
 
+class DenseSeparable(nn.Module):
+    """A depthwise conv followed by a 1x1 conv, run as the one dense conv they compose to (the same weights).
+
+    ``W[o, i, k] = pw[o, i] * dw[i, k]`` and ``b = pw_b + pw @ dw_b``: one full-size map fewer is written and read,
+    and cuDNN runs a tensor-core implicit GEMM instead of its depthwise kernel, for ``kernel_size^d`` times the 1x1
+    conv's multiply-adds. The weight is composed on every call, so the variant also trains.
+    """
+
+    def __init__(self, dw: nn.Module, pw: nn.Module) -> None:
+        super().__init__()
+        self.dw, self.pw = dw, pw
+        self.conv = F.conv2d if isinstance(dw, nn.Conv2d) else F.conv3d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dw, pw = self.dw, self.pw
+        mix = pw.weight.flatten(1)  # (out, in)
+        weight = mix.reshape(mix.shape + (1,) * (dw.weight.dim() - 2)) * dw.weight.transpose(0, 1)
+        bias = pw.bias
+        if dw.bias is not None:
+            shift = mix @ dw.bias
+            bias = shift if bias is None else bias + shift
+        return self.conv(x, weight, bias, 1, dw.padding, dw.dilation)
+
+
+def _separable_pairs(model: nn.Module):
+    """``(parent, depthwise name, pointwise name)`` of each depthwise conv that feeds a 1x1 conv directly."""
+    names = {DepthwiseSeparableConv: ("depthwise", "pointwise"), LightConvBlock: ("dw", "pw")}
+    for m in model.modules():
+        if type(m) in names:
+            dw_name, pw_name = names[type(m)]
+            dw, pw = getattr(m, dw_name), getattr(m, pw_name)
+            convs = (nn.Conv2d, nn.Conv3d)
+            if (isinstance(dw, convs) and isinstance(pw, convs) and dw.groups == dw.in_channels == dw.out_channels and dw.stride == (1,) * (dw.weight.dim() - 2)
+                    and dw.padding_mode == "zeros" and not isinstance(dw.padding, str)
+                    and pw.kernel_size == (1,) * (pw.weight.dim() - 2) and pw.stride == pw.kernel_size
+                    and pw.groups == 1):
+                yield m, dw_name, pw_name
+
+
+def _dense(base: str):
+    def builder(spatial_dims: int, in_channels: int, out_channels: int, size: int) -> nn.Module:
+        model = benchmark.build(base, spatial_dims, in_channels, out_channels, size)
+        pairs = list(_separable_pairs(model))
+        if not pairs:
+            raise ValueError(f"{base} has no depthwise conv followed by a 1x1 conv to run dense.")
+        for m, dw_name, pw_name in pairs:
+            setattr(m, dw_name, DenseSeparable(getattr(m, dw_name), getattr(m, pw_name)))
+            setattr(m, pw_name, nn.Identity())
+        return model
+
+    return builder
+
+
+for _base in ("lsunet", "dlkunet_s", "dlkunet_m", "dlkunet_l"):
+    benchmark.register(f"{_base}+dense")(_dense(_base))
 for _base in ("lgmsnet", "lsunet"):
     benchmark.register(f"{_base}+plain")(_plain(_base))
 for _base in ("lgmsnet", "lsunet", "dlkunet_s", "dlkunet_m", "dlkunet_l"):

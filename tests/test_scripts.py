@@ -23,7 +23,9 @@ def _load(name: str):
 
 
 @pytest.mark.parametrize(
-    "base, variants", [("lgmsnet", ["split", "fused", "nocudnn"]), ("dlkunet_s", ["native", "phases", "nocudnn"])]
+    "base, variants",
+    [("lgmsnet", ["split", "fused", "nocudnn"]), ("dlkunet_s", ["native", "phases", "nocudnn", "dense"]),
+     ("lsunet", ["dense"])],
 )
 def test_variants_equal_their_base(base, variants):
     benchmark = _load("gpu_variants").benchmark
@@ -211,3 +213,25 @@ def test_memory_traffic_counts_reads_and_writes(tmp_path, capsys):
     assert lgms["infer_by_op"]["scaled_dot_product_attention"] > 0
     assert json.loads((tmp_path / "t.json").read_text())[1]["model"] == "lgmsnet"
     assert "| lgmsnet |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_dense_variant_composes_the_separable_pair_and_trains(spatial_dims):
+    """Every depthwise -> 1x1 pair becomes one dense conv; outputs and parameter gradients equal the base's."""
+    variants = _load("gpu_variants")
+    size = 64 if spatial_dims == 2 else 32
+    x = torch.rand((2, 3) + (size,) * spatial_dims, dtype=torch.float64)
+    grads = []
+    for name in ("lsunet", "lsunet+dense"):
+        torch.manual_seed(0)
+        model = variants.benchmark.build(name, spatial_dims, 3, 2, size).double().train()
+        out = model(x)
+        sum(o.square().mean() for o in (out if isinstance(out, list) else [out])).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    n_dense = sum(isinstance(m, variants.DenseSeparable) for m in model.modules())
+    assert n_dense == sum(isinstance(m, variants.LightConvBlock) for m in model.modules()) > 0
+    assert not list(variants._separable_pairs(model))  # nothing left to compose
+    renamed = {n.replace(".dw.dw.", ".dw.").replace(".dw.pw.", ".pw."): g for n, g in grads[1].items()}
+    assert renamed.keys() == grads[0].keys()
+    for n, g in grads[0].items():
+        torch.testing.assert_close(renamed[n], g, atol=1e-10, rtol=1e-8, msg=n)
