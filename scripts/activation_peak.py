@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import traceback
 import weakref
 from unittest import mock
@@ -109,12 +110,10 @@ def activation_peak(model: torch.nn.Module, shape: tuple[int, ...], sdpa: str = 
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    import importlib.util
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import gpu_variants  # registers the NAME+IMPL variants beside the benchmark's models (once: sys.modules)
 
-    spec = importlib.util.spec_from_file_location("gpu_variants", Path(__file__).with_name("gpu_variants.py"))
-    variants = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(variants)  # registers the NAME+IMPL variants beside the benchmark's models
-    benchmark = variants.benchmark
+    benchmark = gpu_variants.benchmark
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["monai_unet", "lgmsnet", "dlkunet_m", "lsunet", "rdiunet"])

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
 import json
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -101,10 +101,10 @@ def traffic(model: torch.nn.Module, shape: tuple[int, ...], train: bool = False,
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    spec = importlib.util.spec_from_file_location("gpu_variants", Path(__file__).with_name("gpu_variants.py"))
-    variants = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(variants)  # registers the NAME+IMPL variants beside the benchmark's models
-    benchmark = variants.benchmark
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import gpu_variants  # registers the NAME+IMPL variants beside the benchmark's models (once: sys.modules)
+
+    benchmark = gpu_variants.benchmark
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["monai_unet", "lgmsnet", "dlkunet_m", "lsunet", "rdiunet"])
