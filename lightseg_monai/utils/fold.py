@@ -120,7 +120,7 @@ def fold_batch_norm(model: nn.Module) -> int:
 
         >>> net = LGMSNet(2, 3, 1).eval()
         >>> fold_batch_norm(net)  # doctest: +SKIP
-        31
+        44
 
     Raises:
         ValueError: the model is in training mode (its batch norms use batch statistics, which cannot be folded).
