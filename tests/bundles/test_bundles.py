@@ -81,6 +81,18 @@ def test_metadata(bundle):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
+def test_fused_optimizer_is_the_default_and_switchable(bundle, tmp_path):
+    for fused in (True, False):
+        over = dict(VARIANT.get(bundle, {}), bundle_root=str(tmp_path), dataset_dir=str(tmp_path))
+        if not fused:
+            over["fused_optimizer"] = False
+        wf = ConfigWorkflow(workflow_type="train", config_file=_cfg(bundle, "train.json"), **over)
+        optimizer = wf.parser.get_parsed_content("optimizer")
+        assert type(optimizer).__name__ in ("Adam", "AdamW")
+        assert optimizer.defaults["fused"] is fused and not optimizer.defaults["foreach"]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
 def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
