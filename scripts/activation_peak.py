@@ -19,7 +19,6 @@ kernels never write, so by default (``--sdpa fused``) it is traced as a fused ke
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import traceback
@@ -115,13 +114,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     benchmark = gpu_variants.benchmark
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["monai_unet", "lgmsnet", "dlkunet_m", "lsunet", "rdiunet"])
-    p.add_argument("--spatial-dims", type=int, default=2)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--out-channels", type=int, default=1)
+    p = gpu_variants.trace_parser(__doc__.split("\n\n")[0])
     p.add_argument("--frames", action="store_true", help="print the package frames the peak ran in")
     p.add_argument("--sdpa", choices=["fused", "math"], default="fused",
                    help="trace attention as a fused kernel (GPU) or torch's math path (attention matrix kept)")

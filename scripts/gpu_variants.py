@@ -21,6 +21,8 @@ They exist to choose the ``"auto"`` defaults from measurements; the package regi
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -189,6 +191,18 @@ def _dense(base: str):
         return model
 
     return builder
+
+
+def trace_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of the scripts that trace networks on the meta device: which networks, at what input."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--models", nargs="+", default=["monai_unet", "lgmsnet", "dlkunet_m", "lsunet", "rdiunet"])
+    p.add_argument("--spatial-dims", type=int, default=2)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--out-channels", type=int, default=1)
+    return p
 
 
 for _base in ("lsunet", "dlkunet_s", "dlkunet_m", "dlkunet_l"):

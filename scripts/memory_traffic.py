@@ -23,7 +23,6 @@ host's launch overhead (``scripts/kernel_counts.py`` counts the launches), and i
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import sys
@@ -106,14 +105,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     benchmark = gpu_variants.benchmark
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["monai_unet", "lgmsnet", "dlkunet_m", "lsunet", "rdiunet"])
-    p.add_argument("--spatial-dims", type=int, default=2)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--batch", type=int, default=64)
+    p = gpu_variants.trace_parser(__doc__.split("\n\n")[0])
     p.add_argument("--train-batch", type=int, default=16)
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--out-channels", type=int, default=1)
     p.add_argument("--fold-bn", action="store_true", help="fold batch norms into convolutions for inference")
     p.add_argument("--train", action="store_true", help="also trace a training step (forward and backward)")
     p.add_argument("--ops", type=int, default=0, help="list each model's N heaviest ops")
