@@ -35,14 +35,13 @@ def _last_layer(module: nn.Module) -> nn.Module:
     return module
 
 
+def _fixed_norm(bn: nn.Module) -> bool:
+    """A batch norm whose eval-mode map is fixed: it keeps running statistics."""
+    return isinstance(bn, _BatchNorm) and bn.track_running_stats and bn.running_mean is not None
+
+
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    return (
-        isinstance(conv, _ConvNd)
-        and isinstance(bn, _BatchNorm)
-        and bn.track_running_stats
-        and bn.running_mean is not None
-        and bn.num_features == conv.out_channels
-    )
+    return isinstance(conv, _ConvNd) and _fixed_norm(bn) and bn.num_features == conv.out_channels
 
 
 def _first_layer(module: nn.Module) -> nn.Module:
@@ -67,9 +66,7 @@ def _trailing_norm(module: nn.Module) -> tuple[nn.Module, str] | None:
 def _forward_foldable(bn: nn.Module, conv: nn.Module) -> bool:
     padding = conv.padding if isinstance(conv, _ConvNd) else None
     return (
-        isinstance(bn, _BatchNorm)
-        and bn.track_running_stats
-        and bn.running_mean is not None
+        _fixed_norm(bn)
         and isinstance(conv, _ConvNd)
         and not conv.transposed
         and (padding == "valid" or (not isinstance(padding, str) and all(p == 0 for p in padding)))
