@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 from .synthetic import make_dataset
 
@@ -76,6 +76,12 @@ def test_metadata(bundle):
               "configs/3d.json", "configs/multi_gpu_train.json", "configs/multi_gpu_evaluate.json", "configs/inference_onnx.json",
               "large_files.yml"):
         assert (REPO / "bundles" / bundle / f).is_file(), f"{bundle} lacks {f}"
+    # monai reads the metadata through ConfigParser, which renames deprecated ids (1.6.1: a key named
+    # "optional_packages_version" replaces "required_packages_version"): the packages must survive that reading
+    parser = ConfigParser()
+    parser.read_meta(str(meta_file))
+    assert parser.get("_meta_#required_packages_version") == meta["required_packages_version"]
+    assert "lightseg_monai" in meta["required_packages_version"]
     assert SCHEMA.is_file(), f"schema copy missing at {SCHEMA}"
     _cli(bundle, "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(SCHEMA))
 
