@@ -161,6 +161,35 @@ def test_cli_2d_train_evaluate_infer_resume(bundle, dataset, tmp_path):
     _check_seg_matches_input(str(inf_out / "test0_seg.nii.gz"), os.path.join(dataset, "imagesTs", "test0.nii.gz"), 2)
 
 
+def test_lsunet_resume_continues_the_learned_loss_weights(dataset, tmp_path):
+    # the Automatic Weighted Loss learns one sigma per level: a resumed run must start from the saved ones, which
+    # the optimizer state (also saved) was built around
+    from ignite.engine import Events
+
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    over = dict(COMMON, **SMALL_2D, bundle_root=str(root), dataset_dir=dataset)
+    first = ConfigWorkflow(workflow_type="train", config_file=_cfg("lsunet", "train.json", "2d.json"), **over)
+    first.initialize()
+    first.run()
+    trained = first.parser.get_parsed_content("loss").sigma.detach().clone()
+    first.finalize()
+    assert not torch.allclose(trained, torch.ones_like(trained)), "one epoch must move the sigmas off their start"
+    ckpt = root / "models" / "checkpoint_epoch=1.pt"
+    torch.testing.assert_close(torch.load(ckpt, weights_only=True)["loss"]["weighting.sigma"], trained)
+
+    resumed = ConfigWorkflow(workflow_type="train", config_file=_cfg("lsunet", "train.json", "2d.json"),
+                             **dict(over, max_epochs=2, resume_ckpt=str(ckpt)))
+    resumed.initialize()
+    loss, seen = resumed.parser.get_parsed_content("loss"), {}
+    resumed.parser.get_parsed_content("train#trainer").add_event_handler(
+        Events.EPOCH_STARTED, lambda engine: seen.setdefault(engine.state.epoch, loss.sigma.detach().clone()))
+    resumed.run()
+    resumed.finalize()
+    assert list(seen) == [2]
+    torch.testing.assert_close(seen[2], trained)
+
+
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_ddp_torchrun_gloo(bundle, tmp_path):
     # three validation cases on two ranks: uneven, so sampler padding would show up as a fourth row
