@@ -99,6 +99,17 @@ def test_fused_optimizer_is_the_default_and_switchable(bundle, tmp_path):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
+def test_lr_schedule_spans_the_trainer_max_epochs(bundle, tmp_path):
+    # MONAI Label's BundleTrainTask overrides train#trainer#max_epochs, not the bundle's max_epochs variable: the
+    # cosine schedule must span the epochs the trainer will run, whichever of the two was set
+    for over, epochs in (({"max_epochs": 7}, 7), ({"train#trainer#max_epochs": 10}, 10)):
+        wf = ConfigWorkflow(workflow_type="train", config_file=_cfg(bundle, "train.json"), bundle_root=str(tmp_path),
+                            dataset_dir=str(tmp_path), **VARIANT.get(bundle, {}), **over)
+        assert wf.parser.get_parsed_content("train#trainer#max_epochs") == epochs
+        assert wf.parser.get_parsed_content("lr_scheduler").T_max == epochs
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
 def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
