@@ -10,7 +10,7 @@ import torch.nn as nn
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Act
 
-__all__ = ["check_input_size", "check_spatial_dims", "conv_norm_act", "resolve_norm"]
+__all__ = ["check_input_size", "check_spatial_dims", "conv_norm_act", "drop_extra_heads", "resolve_norm"]
 
 # MONAI's activation factory has "swish" (its own two-kernel x * sigmoid(alpha * x)) but not PyTorch's fused SiLU,
 # which the papers' reference code uses. Register it once so "silu" works in code and in bundle configs.
@@ -43,6 +43,23 @@ def check_input_size(x, spatial_dims: int, divisor: int, name: str) -> None:
             f"{name} needs every spatial size to divide by {divisor}; got {spatial}. Pad the input to {padded} "
             f"(e.g. monai.transforms.DivisiblePad(k={divisor})) or use a sliding-window roi_size divisible by {divisor}."
         )
+
+
+def drop_extra_heads(state_dict: dict, prefix: str, kept: int) -> list[str]:
+    """Remove from ``state_dict`` the entries of the heads ``prefix + "<i>."`` with ``i >= kept``; return their keys.
+
+    The networks' deep-supervision heads (``ds_heads``) feed only the training loss. A network's
+    ``_load_from_state_dict`` calls this so that weights trained with more heads load into the same network built
+    with fewer (an inference config builds it with none): the outputs in eval mode do not depend on the heads.
+    """
+    extra = []
+    for key in list(state_dict):
+        if key.startswith(prefix):
+            index = key[len(prefix):].split(".", 1)[0]
+            if index.isdigit() and int(index) >= kept:
+                extra.append(key)
+                del state_dict[key]
+    return extra
 
 
 def resolve_norm(norm: str | tuple | None, spatial_dims: int, default_2d: str | tuple, default_3d: str | tuple):

@@ -32,7 +32,7 @@ from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.large_kernel import DecoderFusionBlock, EBlock
 from lightseg_monai.layers.precision import keep_half_precision
-from lightseg_monai.layers.utils import check_spatial_dims
+from lightseg_monai.layers.utils import check_spatial_dims, drop_extra_heads
 
 __all__ = ["DLKUNet", "dlkunet_s", "dlkunet_m", "dlkunet_l"]
 
@@ -85,7 +85,8 @@ class DLKUNet(nn.Module):
         deep_supervision: number of extra 1x1 heads on the decoder outputs at 1/2, 1/4, ... resolution (0 to
             ``len(channels) - 2``; our addition, the paper has none). When positive and the module is in training
             mode, ``forward`` returns a list of tensors, full resolution first, as ``monai.losses.DeepSupervisionLoss``
-            expects; in eval mode it always returns one tensor.
+            expects; in eval mode it always returns one tensor. Weights trained with more heads load into a network
+            built with fewer (the extra heads are dropped).
         inference_chunk: in eval mode with autograd off (``torch.no_grad()``, ``torch.inference_mode()``), a batch
             larger than this runs this many samples at a time and the outputs are concatenated: the same outputs (in
             eval mode every layer treats samples independently), with peak activation memory set by the chunk
@@ -183,6 +184,12 @@ class DLKUNet(nn.Module):
             )
         # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
         keep_half_precision(self)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights trained with more deep-supervision heads load into this network: the extra heads fed only the
+        # training loss (see drop_extra_heads)
+        drop_extra_heads(state_dict, prefix + "ds_heads.", len(self.ds_heads))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():

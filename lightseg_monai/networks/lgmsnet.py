@@ -29,7 +29,7 @@ from monai.networks.layers.factories import Conv, Pool
 from lightseg_monai.layers.mobilevit import GMSBlock
 from lightseg_monai.layers.multi_kernel import LMSBlock
 from lightseg_monai.layers.precision import keep_half_precision
-from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, conv_norm_act, resolve_norm
+from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, conv_norm_act, drop_extra_heads, resolve_norm
 
 __all__ = ["LGMSNet", "lgmsnet"]
 
@@ -99,7 +99,8 @@ class LGMSNet(nn.Module):
         dropout: transformer dropout. Defaults to 0.
         deep_supervision: number of extra 1x1 heads on the decoder at 1/2, 1/4 and 1/8 resolution (0-3). When
             positive and the module is in training mode, ``forward`` returns a list of tensors, full resolution first,
-            as ``monai.losses.DeepSupervisionLoss`` expects; in eval mode it always returns one tensor.
+            as ``monai.losses.DeepSupervisionLoss`` expects; in eval mode it always returns one tensor. Weights
+            trained with more heads load into a network built with fewer (the extra heads are dropped).
 
     Example::
 
@@ -189,6 +190,12 @@ class LGMSNet(nn.Module):
         self.ds_heads = nn.ModuleList([conv(c, out_channels, kernel_size=1) for c in (c2, c3, c4)[:deep_supervision]])
         # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
         keep_half_precision(self)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights trained with more deep-supervision heads load into this network: the extra heads fed only the
+        # training loss (see drop_extra_heads)
+        drop_extra_heads(state_dict, prefix + "ds_heads.", len(self.ds_heads))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():

@@ -31,7 +31,7 @@ from monai.networks.layers.factories import Conv
 from lightseg_monai.layers.light_conv import LightConvBlock
 from lightseg_monai.layers.precision import keep_half_precision
 from lightseg_monai.layers.tokenized_shift import TokenizedShiftDown, TokenizedShiftUp, upsample_mode
-from lightseg_monai.layers.utils import check_input_size, check_spatial_dims
+from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, drop_extra_heads
 
 __all__ = ["LSUNet", "lsunet"]
 
@@ -93,7 +93,8 @@ class LSUNet(nn.Module):
         upsample: ``nn.Upsample`` mode of the decoder; "linear" is bilinear (2D) or trilinear (3D). Defaults to
             "linear".
         deep_supervision: number of extra heads, at 1/2, 1/4, ... in that order (0-5; 0 turns deep supervision off).
-            Defaults to 5: six outputs l0..l5 (paper, Fig. 1).
+            Defaults to 5: six outputs l0..l5 (paper, Fig. 1). Weights trained with more heads load into a network
+            built with fewer (the extra heads are dropped): inference can build it with 0.
 
     Example::
 
@@ -169,6 +170,12 @@ class LSUNet(nn.Module):
         self.ds_heads = nn.ModuleList([conv(c, out_channels, kernel_size=1) for c in channels[:deep_supervision]])
         # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
         keep_half_precision(self)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights trained with more deep-supervision heads load into this network: the extra heads fed only the
+        # training loss (see drop_extra_heads)
+        drop_extra_heads(state_dict, prefix + "ds_heads.", len(self.ds_heads))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():

@@ -39,7 +39,7 @@ from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.involution import ConvInvolutionUnit, ResidualDenseInvolutionBlock
 from lightseg_monai.layers.precision import keep_half_precision
-from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, resolve_norm
+from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, drop_extra_heads, resolve_norm
 
 __all__ = ["RDIUNet", "rdiunet"]
 
@@ -104,7 +104,8 @@ class RDIUNet(nn.Module):
         deep_supervision: number of extra 1x1 heads on the decoder outputs at 1/2, 1/4, 1/8 ... resolution
             (0 to ``len(channels) - 1``). When positive and the module is in training mode, ``forward`` returns a list
             of tensors, full resolution first, as ``monai.losses.DeepSupervisionLoss`` expects; in eval mode it always
-            returns one tensor. Defaults to 0 (the paper has none).
+            returns one tensor. Defaults to 0 (the paper has none). Weights trained with more heads load into a
+            network built with fewer (the extra heads are dropped).
         final_norm_act: norm and act after the last decoder unit, before the head. Defaults to False (ours, see
             above); True is the paper read literally.
 
@@ -198,6 +199,12 @@ class RDIUNet(nn.Module):
         )
         # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
         keep_half_precision(self)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights trained with more deep-supervision heads load into this network: the extra heads fed only the
+        # training loss (see drop_extra_heads)
+        drop_extra_heads(state_dict, prefix + "ds_heads.", len(self.ds_heads))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():

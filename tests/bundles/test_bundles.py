@@ -113,7 +113,9 @@ def test_lr_schedule_spans_the_trainer_max_epochs(bundle, tmp_path):
 def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
-    over = dict(COMMON, **SMALL_3D, **VARIANT.get(bundle, {}), bundle_root=str(root), dataset_dir=dataset)
+    # trained with one deep-supervision head, which inference.json's network (built without) must load past
+    over = dict(COMMON, **SMALL_3D, **VARIANT.get(bundle, {}), bundle_root=str(root), dataset_dir=dataset,
+                deep_supervision=1)
     train = ConfigWorkflow(workflow_type="train", config_file=_cfg(bundle, "train.json", "3d.json"), **over)
     train.initialize()
     assert train.check_properties() == []
@@ -124,6 +126,7 @@ def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     state = torch.load(root / "models" / "model.pt", weights_only=True)
     assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
     assert not any(k.startswith("module.") for k in state)
+    assert any(k.startswith("ds_heads.0.") for k in state)
 
     infer = ConfigWorkflow(
         workflow_type="infer", config_file=_cfg(bundle, "inference.json", "3d.json"), bundle_root=str(root),

@@ -126,6 +126,15 @@ class NetworkTester:
             with torch.no_grad():
                 y = net(x)
             assert isinstance(y, torch.Tensor) and y.shape == outs[0].shape
+            # the trained weights load into the network built without the heads (as an inference config builds it)
+            # and give the same eval output; weights without heads still do not load into one that has them
+            plain = self.make(spatial_dims, 1, 3, **{self.ds_kwarg: 0}).eval()
+            plain.load_state_dict(net.state_dict())
+            assert len(plain.state_dict()) < len(net.state_dict())
+            with torch.no_grad():
+                torch.testing.assert_close(plain(x), y)
+            with pytest.raises(RuntimeError, match="Missing key"):
+                self.make(spatial_dims, 1, 3, **{self.ds_kwarg: levels}).load_state_dict(plain.state_dict())
 
     def test_spatial_dims_4_raises(self):
         with pytest.raises(ValueError, match="spatial_dims"):
