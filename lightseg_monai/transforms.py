@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Hashable, Mapping
 
 from monai.data import ITKWriter, NibabelWriter
+from monai.data.image_writer import logger as _writer_logger
 from monai.transforms import Spacingd as _MonaiSpacingd
 
 __all__ = ["Spacingd", "AtomicNibabelWriter", "AtomicITKWriter", "atomic_path", "select_by_modality"]
@@ -45,9 +46,20 @@ def _suffix(filename: str) -> str:
     return os.path.splitext(name)[1]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# read once, at import: os.umask can only be read by setting it, which is not safe while other threads create files
+_FILE_MODE = 0o666 & ~_umask()
+
+
 class atomic_path:
     """Context manager yielding a temporary path beside ``filename`` (same extension), renamed onto ``filename`` on
-    success and deleted on failure."""
+    success and deleted on failure. The file gets the permissions a plainly created one would (``0o666`` less the
+    process umask), not the owner-only ones of a temporary file."""
 
     def __init__(self, filename: str):
         self.filename = os.fspath(filename)
@@ -61,6 +73,7 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            os.chmod(self.tmp, _FILE_MODE)
             os.replace(self.tmp, self.filename)
         elif os.path.exists(self.tmp):
             os.remove(self.tmp)
@@ -71,7 +84,9 @@ class AtomicNibabelWriter(NibabelWriter):
 
     def write(self, filename, verbose: bool = False, **obj_kwargs):
         with atomic_path(filename) as tmp:
-            super().write(tmp, verbose=verbose, **obj_kwargs)
+            super().write(tmp, verbose=False, **obj_kwargs)
+        if verbose:  # MONAI's message, with the file's real name
+            _writer_logger.info(f"writing: {filename}")
 
 
 class AtomicITKWriter(ITKWriter):
@@ -79,7 +94,9 @@ class AtomicITKWriter(ITKWriter):
 
     def write(self, filename, verbose: bool = False, **kwargs):
         with atomic_path(filename) as tmp:
-            super().write(tmp, verbose=verbose, **kwargs)
+            super().write(tmp, verbose=False, **kwargs)
+        if verbose:  # MONAI's message, with the file's real name
+            _writer_logger.info(f"writing: {filename}")
 
 
 def select_by_modality(modality: str, ct, mri):

@@ -2,7 +2,9 @@
 # Licensed under the Apache License, Version 2.0
 from __future__ import annotations
 
+import logging
 import os
+import stat
 
 import nibabel as nib
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 from monai.transforms import LoadImaged
 from monai.transforms import Spacingd as MonaiSpacingd
 
-from lightseg_monai.transforms import AtomicNibabelWriter, Spacingd
+from lightseg_monai.transforms import AtomicITKWriter, AtomicNibabelWriter, Spacingd
 
 
 def test_spacingd_survives_monailabel_image_path(tmp_path):
@@ -48,6 +50,26 @@ def test_atomic_writer_leaves_no_partial_file(tmp_path):
     with pytest.raises(OSError):
         Boom().write(str(tmp_path / "other.nii.gz"))
     assert os.listdir(tmp_path) == ["seg.nii.gz"]
+
+
+@pytest.mark.parametrize("writer", [AtomicNibabelWriter, AtomicITKWriter])
+def test_atomic_writer_gives_plain_permissions_and_logs_the_real_name(writer, tmp_path, caplog):
+    # a temporary file is created owner-only (0o600); the output must get what a plainly created file gets
+    mask = os.umask(0o022)
+    os.umask(mask)
+    target = tmp_path / ("seg.nii.gz" if writer is AtomicNibabelWriter else "seg.nrrd")
+    w = writer()
+    w.set_data_array(torch.zeros(1, 4, 4, 4), channel_dim=0)
+    w.set_metadata({"affine": np.eye(4), "original_affine": np.eye(4)})
+    logger = logging.getLogger("monai.data.image_writer")  # MONAI's writer logger, which does not propagate
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger=logger.name):
+            w.write(str(target), verbose=True)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~mask
+    assert f"writing: {target}" in caplog.text and ".partial-" not in caplog.text
 
 
 def test_select_by_modality():
