@@ -5,21 +5,30 @@
 - :class:`Spacingd`: MONAI's ``Spacingd`` that tolerates string items named ``<key>_*`` in the data dictionary.
   MONAI Label 0.8.5 adds ``image_path`` (a string); monai 1.6.1's ``Spacingd`` then calls ``.update()`` on every
   ``image_*`` item of a NIfTI input and fails with ``AttributeError: 'str' object has no attribute 'update'``.
+- :class:`CheckImageLabeld`: checks each loaded image/label pair (same voxel grid, label values that are class
+  indices) and raises a ValueError naming both files, where MONAI's pipeline would crop or pad a mismatched label
+  onto the image silently, or fail later on an out-of-range class index without naming the case.
 - :class:`AtomicNibabelWriter` / :class:`AtomicITKWriter`: MONAI's writers, writing to a temporary file beside the
   target and renaming it into place, so an output file is either complete or absent.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Hashable, Mapping
 
+import torch
+from monai.config import KeysCollection
 from monai.data import ITKWriter, NibabelWriter
 from monai.data.image_writer import logger as _writer_logger
+from monai.transforms import MapTransform
 from monai.transforms import Spacingd as _MonaiSpacingd
 
-__all__ = ["Spacingd", "AtomicNibabelWriter", "AtomicITKWriter", "atomic_path", "select_by_modality"]
+__all__ = ["Spacingd", "CheckImageLabeld", "AtomicNibabelWriter", "AtomicITKWriter", "atomic_path", "select_by_modality"]
+
+logger = logging.getLogger(__name__)
 
 
 class Spacingd(_MonaiSpacingd):
@@ -36,6 +45,100 @@ class Spacingd(_MonaiSpacingd):
         out = super().__call__(d, lazy=lazy)
         out.update(held)
         return out
+
+
+def _source(x) -> str:
+    meta = getattr(x, "meta", None) or {}
+    return str(meta.get("filename_or_obj", "<array without a file name>"))
+
+
+def _grid(affine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Spacing, direction cosines (columns) and origin of an affine (any spatial rank)."""
+    a = affine.detach().to(torch.float64).cpu()
+    rot, origin = a[:-1, :-1], a[:-1, -1]
+    spacing = torch.linalg.vector_norm(rot, dim=0)
+    return spacing, rot / spacing.clamp_min(1e-12), origin
+
+
+class CheckImageLabeld(MapTransform):
+    """Check each loaded image/label pair before any spatial transform; raise a ValueError naming both files.
+
+    Put it right after ``LoadImaged(..., ensure_channel_first=True)``. Two checks:
+
+    - the label lies on the image's voxel grid: the same spatial shape, spacing (relative tolerance ``rtol``) and
+      direction (``atol`` on the cosines). The transforms after it pair image and label voxel by voxel and resample
+      each by its own affine, so a label of another shape would be cropped or padded onto the image (MONAI's
+      ``CropForegroundd`` does so silently) and one of another spacing or orientation resampled out of register. A
+      different origin alone is only logged as a warning: it moves neither volume against the other here.
+    - with ``num_classes``, every label value is a class index ``0..num_classes-1`` (otherwise the loss fails later
+      with an index error that names no case).
+
+    Args:
+        keys: the image key, then the label key(s), e.g. a bundle's ``@keys``; with a single key nothing is checked
+            (inference).
+        num_classes: number of classes including background, or None to skip the value check.
+        rtol: relative tolerance on the spacing. Defaults to 1e-3.
+        atol: absolute tolerance on the direction cosines (and the origin, in mm). Defaults to 1e-3.
+        allow_missing_keys: as in MONAI's ``MapTransform``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        num_classes: int | None = None,
+        rtol: float = 1e-3,
+        atol: float = 1e-3,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be positive (background included) or None, got {num_classes}.")
+        self.num_classes = num_classes
+        self.rtol = rtol
+        self.atol = atol
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        if len(keys) < 2:
+            return d
+        image = d[keys[0]]
+        for key in keys[1:]:
+            self._check(image, d[key])
+        return d
+
+    def _check(self, image: torch.Tensor, label: torch.Tensor) -> None:
+        where = f"{_source(label)} (label of {_source(image)})"
+        problems = []
+        if tuple(image.shape[1:]) != tuple(label.shape[1:]):
+            problems.append(f"spatial shape {tuple(label.shape[1:])} vs the image's {tuple(image.shape[1:])}")
+        a_img, a_lab = getattr(image, "affine", None), getattr(label, "affine", None)
+        if a_img is not None and a_lab is not None and not problems:
+            (s_img, d_img, o_img), (s_lab, d_lab, o_lab) = _grid(a_img), _grid(a_lab)
+            if not torch.allclose(s_lab, s_img, rtol=self.rtol, atol=0):
+                problems.append(f"spacing {s_lab.tolist()} vs the image's {s_img.tolist()}")
+            if not torch.allclose(d_lab, d_img, rtol=0, atol=self.atol):
+                problems.append(f"direction {d_lab.flatten().tolist()} vs the image's {d_img.flatten().tolist()}")
+            if not problems and not torch.allclose(o_lab, o_img, rtol=0, atol=self.atol):
+                logger.warning(f"{where}: origin {o_lab.tolist()} differs from the image's {o_img.tolist()}; image and "
+                               "label are paired voxel by voxel, so the label is used as it lies on the image's grid.")
+        if problems:
+            raise ValueError(
+                f"{where}: the label is not on the image's voxel grid ({'; '.join(problems)}). A label must be drawn "
+                "on its image's grid: resample it onto the image (e.g. SimpleITK.Resample with the image as reference "
+                "and nearest-neighbour interpolation) or pair it with the right image in dataset.json."
+            )
+        if self.num_classes is not None:
+            values = torch.as_tensor(label).detach()
+            lo, hi = values.min().item(), values.max().item()
+            if lo < 0 or hi > self.num_classes - 1 or not torch.equal(values, values.round()):
+                found = torch.unique(values)
+                shown = ", ".join(f"{v:g}" for v in found[:10].tolist()) + (", ..." if found.numel() > 10 else "")
+                raise ValueError(
+                    f"{where}: label values must be class indices 0..{self.num_classes - 1} (num_classes="
+                    f"{self.num_classes}), found {shown}. Set --num_classes to the number of classes including "
+                    "background, or remap the label's values."
+                )
 
 
 def _suffix(filename: str) -> str:

@@ -78,3 +78,51 @@ def test_select_by_modality():
     assert select_by_modality("ct", 1, 2) == 1 and select_by_modality("MR", 1, 2) == 2 and select_by_modality("MRI", 1, 2) == 2
     with pytest.raises(ValueError, match="PET"):
         select_by_modality("PET", 1, 2)
+
+
+def _pair(tmp_path, label_shape=(8, 8, 4), label_spacing=(1.5, 1.5, 2.0), label_values=(0, 1), flip=False, shift=0.0):
+    img_aff = np.diag([1.5, 1.5, 2.0, 1.0])
+    lab_aff = np.diag(list(label_spacing) + [1.0])
+    if flip:
+        lab_aff[0, 0] *= -1
+    lab_aff[:3, 3] += shift
+    lab = np.zeros(label_shape, np.uint8)
+    lab.flat[: len(label_values)] = label_values
+    nib.save(nib.Nifti1Image(np.random.rand(8, 8, 4).astype(np.float32), img_aff), str(tmp_path / "img.nii.gz"))
+    nib.save(nib.Nifti1Image(lab, lab_aff), str(tmp_path / "lab.nii.gz"))
+    load = LoadImaged(["image", "label"], ensure_channel_first=True, image_only=True)
+    return load({"image": str(tmp_path / "img.nii.gz"), "label": str(tmp_path / "lab.nii.gz")})
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"label_shape": (8, 6, 4)}, r"spatial shape \(8, 6, 4\) vs the image's \(8, 8, 4\)"),
+        ({"label_spacing": (1.0, 1.5, 2.0)}, "spacing"),
+        ({"flip": True}, "direction"),
+        ({"label_values": (0, 1, 2)}, r"class indices 0\.\.1 \(num_classes=2\), found 0, 1, 2"),
+        ({"label_values": (0, 255)}, "found 0, 255"),
+    ],
+)
+def test_check_image_label_names_both_files_and_the_problem(tmp_path, kwargs, match):
+    from lightseg_monai.transforms import CheckImageLabeld
+
+    data = _pair(tmp_path, **kwargs)
+    with pytest.raises(ValueError, match=match) as err:
+        CheckImageLabeld(["image", "label"], num_classes=2)(data)
+    assert str(tmp_path / "lab.nii.gz") in str(err.value) and str(tmp_path / "img.nii.gz") in str(err.value)
+
+
+def test_check_image_label_passes_a_good_pair_and_only_warns_on_the_origin(tmp_path, caplog):
+    from lightseg_monai.transforms import CheckImageLabeld
+
+    check = CheckImageLabeld(["image", "label"], num_classes=2)
+    data = _pair(tmp_path)
+    out = check(data)
+    assert out["image"] is data["image"] and out["label"] is data["label"]
+    assert CheckImageLabeld(["image"], num_classes=2)({"image": data["image"]})["image"] is data["image"]
+    with caplog.at_level(logging.WARNING, logger="lightseg_monai.transforms"):
+        check(_pair(tmp_path, shift=5.0))
+    assert "origin" in caplog.text
+    # values are not checked without num_classes
+    CheckImageLabeld(["image", "label"])(_pair(tmp_path, label_values=(0, 7)))

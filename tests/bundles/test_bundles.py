@@ -110,6 +110,27 @@ def test_lr_schedule_spans_the_trainer_max_epochs(bundle, tmp_path):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
+def test_training_rejects_a_label_off_its_image_grid(bundle, tmp_path):
+    # MONAI's CropForegroundd would crop or pad such a label onto its image without a word
+    data = make_dataset(str(tmp_path / "data"), n_train=2, n_val=1, n_test=0, shape=(36, 36, 10))
+    bad = os.path.join(data, "labelsTr", "case1.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((30, 36, 10), np.uint8), np.diag([1.5, 1.5, 2.0, 1.0])), bad)
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    over = dict(COMMON, **SMALL_2D, **VARIANT.get(bundle, {}), bundle_root=str(root), dataset_dir=data)
+    train = ConfigWorkflow(workflow_type="train", config_file=_cfg(bundle, "train.json", "2d.json"), **over)
+    train.initialize()
+    with pytest.raises(Exception) as err:
+        train.run()
+    cause = err.value
+    while cause is not None and not isinstance(cause, ValueError):
+        cause = cause.__cause__
+    assert cause is not None, err.value
+    assert bad in str(cause) and "spatial shape (30, 36, 10)" in str(cause)
+    assert not (root / "models" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
 def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
