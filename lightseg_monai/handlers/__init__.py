@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from .fold import FoldBatchNorm
 from .loss_weights import LossWeightScheduleHandler
-from .resume import ResumeFromCheckpoint, TrainingStateSaver
+from .resume import BestModelSaver, ResumeFromCheckpoint, TrainingStateSaver
 from .sync import AllReduceGradients
 
-__all__ = ["AllReduceGradients", "FoldBatchNorm", "LossWeightScheduleHandler", "ResumeFromCheckpoint", "TrainingStateSaver"]
+__all__ = [
+    "AllReduceGradients",
+    "BestModelSaver",
+    "FoldBatchNorm",
+    "LossWeightScheduleHandler",
+    "ResumeFromCheckpoint",
+    "TrainingStateSaver",
+]

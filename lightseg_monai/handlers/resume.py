@@ -1,6 +1,7 @@
 # Copyright (c) lightseg_monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Save and resume a bundle's full training state (model, optimizer, scheduler and the trainer engine itself).
+"""Save and resume a bundle's full training state (model, optimizer, scheduler, the trainer engine itself and the
+record of the best validation score so far).
 
 A bundle config cannot name ``@train#trainer`` inside the trainer's own handlers (a circular reference), so these
 handlers add the engine they are attached to under the key ``"trainer"``.
@@ -8,12 +9,41 @@ handlers add the engine they are attached to under the key ``"trainer"``.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Sequence
 
 import torch
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-__all__ = ["ResumeFromCheckpoint", "TrainingStateSaver"]
+__all__ = ["BestModelSaver", "ResumeFromCheckpoint", "TrainingStateSaver"]
+
+logger = logging.getLogger(__name__)
+
+
+class BestModelSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` keeping the weights of the best key-metric score in ``save_dir/filename``, whose
+    record of that score can travel in a training checkpoint.
+
+    MONAI can keep the record only inside the best-model file itself (``key_metric_save_state``), which would make
+    ``model.pt`` something other than a plain state_dict. Here :class:`TrainingStateSaver` saves this handler's
+    ``state_dict()`` with the rest of the training state and :class:`ResumeFromCheckpoint` restores it, so a resumed
+    run replaces ``model.pt`` only with a better score than any before the resume, not with its first validation.
+
+    Args:
+        save_dir: folder of the file.
+        save_dict: the objects whose state is saved, e.g. ``{"model": network}`` (one object: the file holds its
+            plain state_dict).
+        filename: the file name. Defaults to ``"model.pt"``.
+        kwargs: other ``CheckpointSaver`` arguments (``key_metric_name``, ``key_metric_greater_or_equal``, ...).
+    """
+
+    def __init__(self, save_dir: str, save_dict: dict, filename: str = "model.pt", **kwargs) -> None:
+        super().__init__(save_dir, save_dict, save_key_metric=True, key_metric_filename=filename, **kwargs)
+
+    def state_dict(self) -> dict:
+        """The best scores so far and their files (ignite's ``Checkpoint`` record)."""
+        return dict(self._key_metric_checkpoint.state_dict())
 
 
 class TrainingStateSaver:
@@ -48,15 +78,37 @@ class ResumeFromCheckpoint:
         path: a checkpoint written by :class:`TrainingStateSaver` (``models/checkpoint_epoch=N.pt``).
         load_dict: objects to restore besides the trainer (model, optimizer, lr_scheduler), keyed as saved.
         map_location: passed to ``torch.load``.
+        optional: keys of ``load_dict`` that a checkpoint may lack (one written by an earlier version of a bundle):
+            those objects keep their fresh state, with a warning that names them. Other keys must be present.
     """
 
-    def __init__(self, path: str | None, load_dict: dict, map_location: str | torch.device | None = "cpu") -> None:
+    def __init__(
+        self,
+        path: str | None,
+        load_dict: dict,
+        map_location: str | torch.device | None = "cpu",
+        optional: Sequence[str] = (),
+    ) -> None:
         self.path = path or None
         if self.path is not None and not os.path.isfile(self.path):
             raise FileNotFoundError(f"resume_ckpt {self.path} does not exist; give a models/checkpoint_epoch=N.pt file.")
         self.load_dict = dict(load_dict)
         self.map_location = map_location
+        self.optional = tuple(optional)
+        unknown = [k for k in self.optional if k not in self.load_dict]
+        if unknown:
+            raise ValueError(f"optional keys {unknown} are not in load_dict {sorted(self.load_dict)}.")
 
     def attach(self, engine) -> None:
-        if self.path is not None:
-            CheckpointLoader(self.path, dict(self.load_dict, trainer=engine), map_location=self.map_location).attach(engine)
+        if self.path is None:
+            return
+        load_dict = dict(self.load_dict)
+        if self.optional:
+            # the keys only: memory-mapped, nothing of the tensors is read
+            keys = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True).keys()
+            missing = [k for k in self.optional if k not in keys]
+            for k in missing:
+                del load_dict[k]
+            if missing:
+                logger.warning(f"{self.path} holds no {missing} (written by an earlier version?): those start afresh.")
+        CheckpointLoader(self.path, dict(load_dict, trainer=engine), map_location=self.map_location).attach(engine)

@@ -196,6 +196,46 @@ def test_cli_2d_train_evaluate_infer_resume(bundle, dataset, tmp_path):
     _check_seg_matches_input(str(inf_out / "test0_seg.nii.gz"), os.path.join(dataset, "imagesTs", "test0.nii.gz"), 2)
 
 
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_resume_keeps_the_best_model_unless_beaten(bundle, dataset, tmp_path):
+    # model.pt is the best validation Dice of the whole run: a resumed run must not replace it with its first score.
+    # The record of the best score travels in checkpoint_epoch=N.pt; set it to an unbeatable Dice of 1.0 there.
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    over = dict(COMMON, **SMALL_2D, **VARIANT.get(bundle, {}), bundle_root=str(root), dataset_dir=dataset)
+    cfg = _cfg(bundle, "train.json", "2d.json")
+    first = ConfigWorkflow(workflow_type="train", config_file=cfg, **over)
+    first.initialize()
+    # one object, shared by the validation handlers and the training checkpoint's save and load dicts
+    saver = first.parser.get_parsed_content("best_model_saver")
+    assert saver in first.parser.get_parsed_content("validate#handlers")
+    if bundle != "lgmsnet":  # the whole round trip once; the configs are built alike
+        return
+    first.run()
+    first.finalize()
+    best = root / "models" / "model.pt"
+    ckpt_file = root / "models" / "checkpoint_epoch=1.pt"
+    ckpt = torch.load(ckpt_file, weights_only=True)
+    ((_, name),) = ckpt["best_model_saver"]["_saved"]  # (score, name); MONAI's saver writes it as model.pt
+    ckpt["best_model_saver"]["_saved"] = [(1.0, name)]
+    torch.save(ckpt, ckpt_file)
+    before = best.read_bytes()
+    resumed = ConfigWorkflow(workflow_type="train", config_file=cfg, **dict(over, max_epochs=2, resume_ckpt=str(ckpt_file)))
+    resumed.initialize()
+    resumed.run()
+    resumed.finalize()
+    assert best.read_bytes() == before, "a resumed run replaced model.pt with a score below the best before the resume"
+    assert torch.load(root / "models" / "checkpoint_epoch=2.pt", weights_only=True)["best_model_saver"]["_saved"] == [(1.0, name)]
+    # a checkpoint without the record (an earlier version's) still resumes; its first validation sets model.pt
+    del ckpt["best_model_saver"]
+    torch.save(ckpt, ckpt_file)
+    again = ConfigWorkflow(workflow_type="train", config_file=cfg, **dict(over, max_epochs=2, resume_ckpt=str(ckpt_file)))
+    again.initialize()
+    again.run()
+    again.finalize()
+    assert best.read_bytes() != before
+
+
 def test_lsunet_resume_continues_the_learned_loss_weights(dataset, tmp_path):
     # the Automatic Weighted Loss learns one sigma per level: a resumed run must start from the saved ones, which
     # the optimizer state (also saved) was built around
