@@ -14,6 +14,8 @@ import json
 import os
 from collections.abc import Sequence
 
+from monai.data.utils import create_file_basename
+
 __all__ = ["IMAGE_EXTENSIONS", "load_datalist", "inference_datalist"]
 
 IMAGE_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
@@ -125,11 +127,32 @@ def inference_datalist(source: str | Sequence[str]) -> list[dict]:
 
     ``source`` may be: an image file; a DICOM series folder; a folder of image files and/or DICOM series folders; a
     dataset folder with ``dataset.json`` (its "test" list, else its ``imagesTs`` folder); or a list of any of these.
+
+    Raises:
+        ValueError: two inputs would be written to the same output file: the bundles name a mask after its input,
+            without folder or extension (``x.nii.gz`` and ``x.nrrd``, or ``a/x.nii.gz`` and ``b/x.nii.gz``, both give
+            ``x_seg``).
     """
+    items = _inference_items(source)
+    seen: dict[str, str] = {}
+    for item in items:
+        path = item["image"]
+        stem = os.path.basename(create_file_basename("", path, "", separate_folder=False, makedirs=False))
+        if stem in seen and seen[stem] != path:
+            raise ValueError(
+                f"inference inputs {seen[stem]} and {path} would both be written as {stem}_seg (masks are named "
+                "after their input's name without folder or extension): rename one, or run them separately with "
+                "different output folders."
+            )
+        seen[stem] = path
+    return items
+
+
+def _inference_items(source: str | Sequence[str]) -> list[dict]:
     if not isinstance(source, str):
         out: list[dict] = []
         for s in source:
-            out.extend(inference_datalist(s))
+            out.extend(_inference_items(s))
         return out
     src = os.path.abspath(os.path.expanduser(source))
     if not os.path.exists(src):
@@ -144,7 +167,7 @@ def inference_datalist(source: str | Sequence[str]) -> list[dict]:
         if test:
             return test
         if os.path.isdir(os.path.join(src, "imagesTs")):
-            return inference_datalist(os.path.join(src, "imagesTs"))
+            return _inference_items(os.path.join(src, "imagesTs"))
     found = []
     for name in sorted(os.listdir(src)):
         full = os.path.join(src, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -68,3 +69,22 @@ def test_inference_inputs(ds, tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="holds no image files"):
         inference_datalist(str(empty))
+
+
+def test_inference_inputs_that_would_share_an_output_name(ds, tmp_path):
+    # masks are named <input name>_seg in one output folder: x.nii.gz and x.nrrd, or a/x and b/x, would overwrite
+    src = os.path.join(ds, "imagesTs", "test0.nii.gz")
+    folder = tmp_path / "collide"
+    folder.mkdir()
+    shutil.copy(src, folder / "x.nii.gz")
+    shutil.copy(src, folder / "x.nii")
+    with pytest.raises(ValueError, match=r"x\.nii and .*x\.nii\.gz would both be written as x_seg"):
+        inference_datalist(str(folder))
+    (folder / "x.nii").unlink()
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(src, other / "x.nii.gz")
+    with pytest.raises(ValueError, match="would both be written as x_seg"):
+        inference_datalist([str(folder), str(other / "x.nii.gz")])
+    # the same file twice is one output, written twice with the same content: allowed
+    assert len(inference_datalist([str(folder / "x.nii.gz"), str(folder)])) == 2
