@@ -5,6 +5,8 @@
 - :class:`Spacingd`: MONAI's ``Spacingd`` that tolerates string items named ``<key>_*`` in the data dictionary.
   MONAI Label 0.8.5 adds ``image_path`` (a string); monai 1.6.1's ``Spacingd`` then calls ``.update()`` on every
   ``image_*`` item of a NIfTI input and fails with ``AttributeError: 'str' object has no attribute 'update'``.
+- :class:`LoadImaged`: MONAI's ``LoadImaged`` whose read errors name the file (a truncated NIfTI otherwise fails
+  with nibabel's "Expected N bytes, got M bytes from  - could the file be damaged?", no file named).
 - :class:`CheckImageLabeld`: checks each loaded image/label pair (same voxel grid, label values that are class
   indices) and raises a ValueError naming both files, where MONAI's pipeline would crop or pad a mismatched label
   onto the image silently, or fail later on an out-of-range class index without naming the case.
@@ -23,10 +25,11 @@ import torch
 from monai.config import KeysCollection
 from monai.data import ITKWriter, NibabelWriter
 from monai.data.image_writer import logger as _writer_logger
+from monai.transforms import LoadImaged as _MonaiLoadImaged
 from monai.transforms import MapTransform
 from monai.transforms import Spacingd as _MonaiSpacingd
 
-__all__ = ["Spacingd", "CheckImageLabeld", "AtomicNibabelWriter", "AtomicITKWriter", "atomic_path", "select_by_modality"]
+__all__ = ["Spacingd", "LoadImaged", "CheckImageLabeld", "AtomicNibabelWriter", "AtomicITKWriter", "atomic_path", "select_by_modality"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,45 @@ class Spacingd(_MonaiSpacingd):
         out = super().__call__(d, lazy=lazy)
         out.update(held)
         return out
+
+
+class _NamingLoader:
+    """Calls a ``LoadImage`` and re-raises what it raises as a ValueError that names the file (the original chained)."""
+
+    def __init__(self, loader) -> None:
+        self._inner = loader
+
+    def __getattr__(self, name: str):  # only for names not found on this object
+        if name == "_inner":  # not set yet (copy, pickle)
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def __call__(self, filename, reader=None):
+        try:
+            return self._inner(filename, reader)
+        except Exception as e:
+            raise ValueError(
+                f"{filename}: cannot be read as an image ({type(e).__name__}: {e}). Check that the file is complete "
+                "(not truncated by an interrupted copy or download) and in a supported format (NIfTI, NRRD, MHA/MHD, "
+                "a DICOM series folder)."
+            ) from e
+
+
+class LoadImaged(_MonaiLoadImaged):
+    """``monai.transforms.LoadImaged`` (same arguments) whose read errors name the file.
+
+    MONAI's readers name the file when no reader accepts it, but not when the chosen reader then fails on the data
+    (a truncated NIfTI: nibabel's "Expected N bytes, got M bytes from  - could the file be damaged?"); MONAI's
+    ``apply_transform`` then adds only the transform's name. This one raises a ValueError naming the file, with the
+    reader's error chained. MONAI Label treats it as a ``LoadImaged`` (a subclass).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._loader = _NamingLoader(self._loader)
+
+    def register(self, reader) -> None:
+        self._loader._inner.register(reader)
 
 
 def _source(x) -> str:

@@ -126,3 +126,25 @@ def test_check_image_label_passes_a_good_pair_and_only_warns_on_the_origin(tmp_p
     assert "origin" in caplog.text
     # values are not checked without num_classes
     CheckImageLabeld(["image", "label"])(_pair(tmp_path, label_values=(0, 7)))
+
+
+def test_load_imaged_names_a_truncated_file(tmp_path):
+    import gzip
+
+    from lightseg_monai.transforms import LoadImaged as NamingLoadImaged
+
+    path = tmp_path / "cut.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.rand(12, 12, 8).astype(np.float32), np.eye(4)), str(path))
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) // 2]))  # an interrupted copy: a valid gzip stream, half the voxels
+    with pytest.raises(OSError) as plain:
+        LoadImaged("image", image_only=True)({"image": str(path)})
+    assert str(path) not in str(plain.value)  # what MONAI alone says
+    loader = NamingLoadImaged("image", ensure_channel_first=True, image_only=True)
+    with pytest.raises(ValueError, match="cannot be read as an image") as err:
+        loader({"image": str(path)})
+    assert str(path) in str(err.value) and isinstance(err.value.__cause__, OSError)
+    # a complete file loads as with MONAI's LoadImaged
+    good = tmp_path / "good.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((12, 12, 8), np.float32), np.eye(4)), str(good))
+    assert loader({"image": str(good)})["image"].shape == (1, 12, 12, 8)

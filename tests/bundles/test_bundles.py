@@ -131,6 +131,28 @@ def test_training_rejects_a_label_off_its_image_grid(bundle, tmp_path):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
+def test_inference_names_an_unreadable_input(bundle, dataset, tmp_path):
+    import gzip
+
+    cut = tmp_path / "cut.nii.gz"
+    raw = gzip.decompress(open(os.path.join(dataset, "imagesTs", "test0.nii.gz"), "rb").read())
+    cut.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    infer = ConfigWorkflow(workflow_type="infer", config_file=_cfg(bundle, "inference.json"), bundle_root=str(root),
+                           input=str(cut), num_workers=0, output_dir=str(tmp_path / "out"), **VARIANT.get(bundle, {}))
+    infer.initialize()
+    torch.save(infer.parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
+    with pytest.raises(Exception) as err:
+        infer.run()
+    cause = err.value
+    while cause is not None and not isinstance(cause, ValueError):
+        cause = cause.__cause__
+    assert cause is not None and str(cut) in str(cause) and "cannot be read" in str(cause), err.value
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
 def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
