@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from lightseg_monai.layers import DecoderFusionBlock, EBlock, LargeKernelAttention, dilated_depthwise_conv, pad_to_shape
 
+from ..norms import randomize_norms
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -93,6 +95,39 @@ def test_eblock_shapes_and_kernels():
     assert block(torch.rand(1, 2, 8, 8, 8)).shape == (1, 6, 8, 8, 8)
     assert block.conv1.depthwise.weight.shape == (2, 1, 5, 5, 5)
     assert block.attn.dilated.dilation == (2, 2, 2) and block.attn.dilated.padding == (4, 4, 4)
+
+
+@pytest.mark.parametrize("spatial_dims,size", [(2, (13, 12)), (3, (7, 6, 8))])
+def test_eblock_computes_eqs_1_to_4(spatial_dims, size):
+    """EBlock in eval mode is the paper's chain written out with functional ops from the block's own weights: two rounds
+    of depthwise 3x3 -> pointwise 1x1 -> BN -> ReLU (Eq. 1; the second round keeps its ReLU, as the text, the reference
+    code and shared/ARCHITECTURES.md have it, though Eq. 2 shows none), then x * 1x1(dilated 7x7(5x5 depthwise(x)))
+    (Eqs. 3-4, no residual). Guards against a dropped or reordered norm, activation or attention step."""
+    torch.manual_seed(0)
+    c_in, c = 3, 4
+    block = EBlock(spatial_dims, c_in, c)
+    randomize_norms(block)
+    block.eval()
+    conv = _conv(spatial_dims)
+    x = torch.randn((2, c_in) + size)
+
+    def round_(z, sep, bn, groups):
+        z = conv(z, sep.depthwise.weight, sep.depthwise.bias, padding=1, groups=groups)  # depthwise 3x3, padding 1
+        z = conv(z, sep.pointwise.weight, sep.pointwise.bias)  # pointwise 1x1
+        z = F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False, eps=bn.eps)
+        return F.relu(z)
+
+    with torch.no_grad():
+        z = round_(x, block.conv1, block.norm1, c_in)  # Eq. 1
+        z = round_(z, block.conv2, block.norm2, c)  # Eq. 2 (+ ReLU)
+        lka = block.attn
+        a = conv(z, lka.depthwise.weight, lka.depthwise.bias, padding=2, groups=c)  # 5x5, padding 2
+        a = conv(a, lka.dilated.weight, lka.dilated.bias, padding=9, dilation=3, groups=c)  # Eq. 3: 7x7, dilation 3
+        a = conv(a, lka.pointwise.weight, lka.pointwise.bias)  # Eq. 4: the 1x1 channel conv ...
+        expected = z * a  # ... gates the attention's input (Hadamard product)
+        assert (z == 0).any() and (expected != 0).any()  # the ReLUs do cut something
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)  # in-place inference path
+    torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)  # with autograd: out of place
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

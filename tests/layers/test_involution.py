@@ -13,6 +13,7 @@ from torch.profiler import ProfilerActivity, profile
 from lightseg_monai.layers import ConvInvolutionUnit, Involution, ResidualDenseInvolutionBlock, ResidualInvolutionBlock
 
 from ..aten_log import aten_ops
+from ..norms import randomize_norms
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -280,6 +281,50 @@ def test_dense_units_see_all_earlier_outputs():
     dense = ResidualDenseInvolutionBlock(2, 16, 40, growth=16, units=3)
     assert [u.conv.conv.in_channels for u in dense.units] == [16, 32, 48]
     assert dense.fuse.conv.in_channels == 64 and dense.fuse.conv.out_channels == 40
+
+
+def _bn_relu(z: torch.Tensor, bn: torch.nn.Module) -> torch.Tensor:
+    z = F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False, eps=bn.eps)
+    return F.relu(z)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_conv_involution_unit_composition(spatial_dims):
+    """unit(x) = ReLU(BN(RIB(ReLU(BN(conv3x3(x)))))) with RIB(h) = h + conv1x1(involution(h)) in eval mode (paper
+    Sec. 3: "Convolutional (3x3) and RIB, each layer incorporating ReLU and batch normalization"). Guards the
+    norm and activation after the conv and after the RIB (the involution itself is checked against loops above)."""
+    torch.manual_seed(0)
+    unit = ConvInvolutionUnit(spatial_dims, 3, 8, kernel_size=3, group_channels=4, reduction=2)
+    randomize_norms(unit)
+    unit.eval()
+    conv = F.conv2d if spatial_dims == 2 else F.conv3d
+    x = torch.randn((2, 3) + (6,) * spatial_dims)
+    with torch.no_grad():
+        h = _bn_relu(conv(x, unit.conv.conv.weight, None, padding=1), unit.conv.adn.N)  # 3x3 conv, no bias
+        h = h + conv(unit.rib.involution(h), unit.rib.conv.weight)  # RIB: dropout is the identity in eval mode
+        expected = _bn_relu(h, unit.norm)
+        assert (expected == 0).any()  # the last ReLU does cut something
+        torch.testing.assert_close(unit(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_dense_block_concatenates_in_order(spatial_dims):
+    """Unit n reads cat([x, y1, .., y(n-1)]) and the 1x1 fusion (conv -> BN -> ReLU) reads cat([x, y1, .., yN]),
+    in that order (paper Eq. 2, DenseNet's H([x0, .., x(l-1)])). Equal widths (in_channels == growth), so that any
+    reordering keeps the shapes and only the values can catch it."""
+    torch.manual_seed(0)
+    dense = ResidualDenseInvolutionBlock(spatial_dims, 8, 12, growth=8, units=3, group_channels=4, reduction=2)
+    randomize_norms(dense)
+    dense.eval()
+    conv = F.conv2d if spatial_dims == 2 else F.conv3d
+    x = torch.randn((2, 8) + (5,) * spatial_dims)
+    with torch.no_grad():
+        feats = [x]
+        for unit in dense.units:  # the units as black boxes
+            feats.append(unit(torch.cat(feats, dim=1)))
+        fuse = dense.fuse
+        expected = _bn_relu(conv(torch.cat(feats, dim=1), fuse.conv.weight, fuse.conv.bias), fuse.adn.N)
+        torch.testing.assert_close(dense(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_layer_argument_errors():

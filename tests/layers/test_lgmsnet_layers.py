@@ -2,11 +2,15 @@
 # Licensed under the Apache License, Version 2.0
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lightseg_monai.layers import GMSBlock, LMSBlock, MultiKernelDepthwiseConv, PatchAttention, patchify, unpatchify
+
+from ..norms import randomize_norms
 
 
 def _plain_attention(mod: PatchAttention, x: torch.Tensor) -> torch.Tensor:
@@ -122,3 +126,66 @@ def test_multi_kernel_fused_mode_equals_split(spatial_dims):
     torch.jit.script(m)
     with pytest.raises(ValueError, match="'split' or 'fused'"):
         MultiKernelDepthwiseConv(spatial_dims, 8, mode="fast")
+
+
+def _cna(x: torch.Tensor, unit: torch.nn.Module, act) -> torch.Tensor:
+    """One conv -> norm -> act unit, its conv and norm as leaf operations, the activation written here."""
+    y = unit.adn.N(unit.conv(x))
+    return y if act is None else act(y)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_lms_block_equals_its_formula(spatial_dims):
+    # guards the composition y = x + conv3(conv1(GELU(GN(mkdw(x) + x)))) (docstring; ARCHITECTURES.md: GELU, as in the
+    # reference code): both residuals, the GELU after the group norm, SiLU after the 1x1 and the 3x3 convs
+    torch.manual_seed(0)
+    blk = randomize_norms(LMSBlock(spatial_dims, 16)).eval()
+    assert blk.reduce.conv.kernel_size == (1,) * spatial_dims and blk.reduce.conv.out_channels == 4
+    assert blk.expand.conv.kernel_size == (3,) * spatial_dims and blk.expand.conv.out_channels == 16
+    x = torch.randn((2, 16) + (8,) * spatial_dims)
+    with torch.no_grad():
+        y = F.gelu(blk.norm(blk.mkdw(x) + x))
+        ref = _cna(_cna(y, blk.reduce, F.silu), blk.expand, F.silu) + x
+        torch.testing.assert_close(blk(x), ref)
+
+
+def _gms_reference(blk: GMSBlock, x: torch.Tensor) -> torch.Tensor:
+    """The GMS block written out (docstring, ARCHITECTURES.md), with its convs, norms and linears as leaf operations.
+
+    f = SiLU(BN(conv1x1(SiLU(BN(conv3x3(x)))))); t, c = the first 75 % and the last 25 % of f's channels;
+    t: per in-patch position, the pixels at that position in every patch form one token sequence, and each runs
+    through t + attn(t), then t + Linear(SiLU(Linear(LN(t)))); c: c + BN(dw1x1(ReLU(BN(dw3x3(c)))));
+    g = SiLU(BN(conv1x1([t, c]))); y = SiLU(BN(conv3x3([g, x]))).
+    """
+    f = _cna(_cna(x, blk.local[0], F.silu), blk.local[1], F.silu)
+    t, c = f[:, : blk.t_channels], f[:, blk.t_channels :]
+    t_out = torch.empty_like(t)
+    for pos in itertools.product(*(range(p) for p in blk.patch_size)):
+        # strided slicing, not patchify: the pixels at offset ``pos`` inside every patch
+        sl = (slice(None), slice(None)) + tuple(slice(o, None, p) for o, p in zip(pos, blk.patch_size))
+        sub = t[sl]
+        seq = sub.flatten(2).transpose(1, 2)  # (B, patches, C)
+        for layer in blk.transformer:
+            seq = seq + layer.attn(seq)
+            ln, lin1, lin2 = layer.ffn[0], layer.ffn[1], layer.ffn[4]
+            seq = seq + lin2(F.silu(lin1(ln(seq))))
+        t_out[sl] = seq.transpose(1, 2).reshape(sub.shape)
+    cb = blk.conv_branch
+    c_out = c + _cna(_cna(c, cb.dw, F.relu), cb.pw, None)
+    g = _cna(torch.cat([t_out, c_out], dim=1), blk.fuse, F.silu)
+    return _cna(torch.cat([g, x], dim=1), blk.out, F.silu)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("in_channels", [8, 16])
+def test_gms_block_equals_its_formula(spatial_dims, in_channels):
+    # guards the composition: transformer residuals (attention and FFN), the conv branch's identity, the branch order
+    # [transformer, conv] and the final [fused, input] order; in == out channels too, where a swapped concatenation
+    # has the right shape
+    torch.manual_seed(0)
+    blk = randomize_norms(GMSBlock(spatial_dims, in_channels, 16)).eval()
+    assert (blk.t_channels, blk.c_channels) == (12, 4)
+    assert blk.local[0].conv.kernel_size == (3,) * spatial_dims and blk.local[1].conv.kernel_size == (1,) * spatial_dims
+    x = torch.randn((2, in_channels) + (8,) * spatial_dims)
+    with torch.no_grad():
+        torch.testing.assert_close(blk(x), _gms_reference(blk, x), rtol=1e-5, atol=1e-5)

@@ -164,6 +164,36 @@ def test_split_attention_formula():
     torch.testing.assert_close(sa(x.contiguous(memory_format=torch.channels_last)), ref)
 
 
+# the two shift patterns written out, (axis, step) per equal channel group, axis 0 = H in 2D and D in 3D:
+# (a) Eq. 6 / Fig. 2a +H, -H, +W, -W; (b) Eq. 7 / Fig. 2b +W, -W, +H, -H; in 3D the axis order rotates (ARCHITECTURES.md)
+_PATTERNS = {
+    2: ([(0, 1), (0, -1), (1, 1), (1, -1)], [(1, 1), (1, -1), (0, 1), (0, -1)]),
+    3: ([(0, 1), (0, -1), (1, 1), (1, -1), (2, 1), (2, -1)], [(1, 1), (1, -1), (2, 1), (2, -1), (0, 1), (0, -1)]),
+}
+
+
+def _shift_block_reference(block: SpatialShiftBlock, x: torch.Tensor) -> torch.Tensor:
+    """Shift(X) of Eq. 8 (S2-MLPv2): e = expand(x) split in three parts; part 1 shifted with pattern (a), part 2 with
+    (b), part 3 kept; split attention fuses them; a 1x1 conv projects. The shift is the roll-based ``_reference_nd``
+    (not the library's); expand, attention and projection are the block's modules, used as leaf operations.
+    """
+    c = block.channels
+    e = block.expand(x)
+    pat_a, pat_b = _PATTERNS[x.ndim - 2]
+    parts = torch.cat([_reference_nd(e[:, :c], pat_a), _reference_nd(e[:, c : 2 * c], pat_b), e[:, 2 * c :]], dim=1)
+    return block.proj(block.attn(parts))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_spatial_shift_block_forward_equals_reference(spatial_dims):
+    # guards the block's forward: a forward without the shift, or with the patterns swapped, fails here
+    torch.manual_seed(0)
+    block = SpatialShiftBlock(spatial_dims, 12).eval()
+    x = torch.randn((2, 12) + (6,) * spatial_dims)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), _shift_block_reference(block, x))
+
+
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_spatial_shift_block(spatial_dims):
     torch.manual_seed(0)

@@ -152,3 +152,22 @@ def test_training_mode_is_never_chunked():
     with torch.no_grad():
         net(torch.rand(3, 1, 16, 16))
     assert calls == [3]
+
+
+@pytest.mark.parametrize("spatial_dims,size", [(2, (20, 18)), (3, (8, 10, 8))])
+def test_forward_is_the_u_net_wiring(spatial_dims, size):
+    """net(x) in eval mode, rebuilt from its submodules with the U-Net wiring written out: EBlock at full resolution,
+    max-pool 2x -> EBlock per level, each decoder fusing [skip, deeper map] from the deepest level up, 1x1 head.
+    Guards the encoder/decoder/skip wiring (the blocks' own arithmetic is tested in tests/layers)."""
+    torch.manual_seed(0)
+    net = dlkunet_s(spatial_dims, 2, 3, channels=(4, 8, 16)).eval()
+    pool = torch.nn.functional.max_pool2d if spatial_dims == 2 else torch.nn.functional.max_pool3d
+    x = torch.randn((2, 2) + size)
+    with torch.no_grad():
+        e0 = net.encoders[0](x)  # full resolution
+        e1 = net.encoders[1](pool(e0, 2))  # 1/2
+        e2 = net.encoders[2](pool(e1, 2))  # 1/4
+        d1 = net.decoders[0]([e1, e2])  # DecoderFusionBlock takes [skip, x]: up(e2) fused with e1
+        d0 = net.decoders[1]([e0, d1])
+        expected = net.head(d0)
+        torch.testing.assert_close(net(x), expected, rtol=0, atol=0)

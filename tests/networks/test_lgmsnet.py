@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lightseg_monai.networks import LGMSNet, lgmsnet
 from lightseg_monai.utils import count_flops, count_macs
 
+from ..norms import randomize_norms
 from .base import NetworkTester, n_params
 
 
@@ -62,3 +64,39 @@ def test_error_names_the_padded_shape():
     net = LGMSNet(2, 1, 2).eval()
     with pytest.raises(ValueError, match=r"\[64, 96\]"):
         net(torch.rand(1, 1, 40, 70))
+
+
+def _check_against(net: torch.nn.Module, x: torch.Tensor, reference) -> None:
+    """``net(x)`` equals ``reference()[0]`` in eval mode, and its training-mode outputs equal ``reference()``."""
+    with torch.no_grad():
+        net.eval()
+        torch.testing.assert_close(net(x), reference()[0])
+        # training mode: batch statistics, so the running statistics the forward updates do not change the outputs
+        net.train()
+        outs, ref = net(x), reference()
+    assert len(outs) == len(ref)
+    for out, expected in zip(outs, ref):
+        torch.testing.assert_close(out, expected)
+
+
+def test_forward_wiring_equals_the_architecture():
+    # guards the U-Net wiring (ARCHITECTURES.md, LGMSNet): stem -> enc1 at full resolution, a 2x max-pool before enc2 ..
+    # enc5, every decoder stage concatenates [skip, up(deeper)] (skip first, CMUNeXt's order) and fuses it, one 1x1
+    # head; the deep-supervision heads read the decoder at 1/2, 1/4, 1/8
+    torch.manual_seed(0)
+    net = randomize_norms(LGMSNet(2, 2, 3, channels=(8, 8, 16, 16, 16), deep_supervision=3))
+    x = torch.randn(2, 2, 32, 32)
+
+    def reference() -> list[torch.Tensor]:
+        x1 = net.enc1(net.stem(x))
+        x2 = net.enc2(F.max_pool2d(x1, 2))
+        x3 = net.enc3(F.max_pool2d(x2, 2))
+        x4 = net.enc4(F.max_pool2d(x3, 2))
+        x5 = net.enc5(F.max_pool2d(x4, 2))
+        d5 = net.dec5(torch.cat([x4, net.up5(x5)], dim=1))  # 1/8
+        d4 = net.dec4(torch.cat([x3, net.up4(d5)], dim=1))  # 1/4
+        d3 = net.dec3(torch.cat([x2, net.up3(d4)], dim=1))  # 1/2
+        d2 = net.dec2(torch.cat([x1, net.up2(d3)], dim=1))  # full resolution
+        return [net.head(d2)] + [head(f) for head, f in zip(net.ds_heads, (d3, d4, d5))]
+
+    _check_against(net, x, reference)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lightseg_monai.layers import LightConvBlock, TokenizedShiftDown, TokenizedShiftUp
 from lightseg_monai.networks import LSUNet, lsunet
 from lightseg_monai.utils import count_flops, count_macs
 
+from ..norms import randomize_norms
 from .base import NetworkTester, n_params
 
 
@@ -80,3 +82,43 @@ def test_error_names_the_padded_shape():
     net = LSUNet(2, 1, 2).eval()
     with pytest.raises(ValueError, match=r"\[64, 96\]"):
         net(torch.rand(1, 1, 40, 70))
+
+
+def _check_against(net: torch.nn.Module, x: torch.Tensor, reference) -> None:
+    """``net(x)`` equals ``reference()[0]`` in eval mode, and its training-mode outputs equal ``reference()``."""
+    with torch.no_grad():
+        net.eval()
+        torch.testing.assert_close(net(x), reference()[0])
+        # training mode: batch statistics, so the running statistics the forward updates do not change the outputs
+        net.train()
+        outs, ref = net(x), reference()
+    assert len(outs) == len(ref)
+    for out, expected in zip(outs, ref):
+        torch.testing.assert_close(out, expected)
+
+
+def test_forward_wiring_equals_the_architecture():
+    # guards the U-Net wiring (class docstring, ARCHITECTURES.md): five strided encoder blocks; every decoder stage runs
+    # its block at the coarse level, upsamples x2 and adds the encoder feature of the finer level; the 1x1 head's logits
+    # at 1/2 are upsampled to full resolution; the deep-supervision heads l1..l5 read the decoder at 1/2 ... 1/32
+    torch.manual_seed(0)
+    net = randomize_norms(LSUNet(2, 2, 3, channels=(8, 16, 16, 24, 24), deep_supervision=5))
+    x = torch.randn(2, 2, 32, 32)
+
+    def up(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+    def reference() -> list[torch.Tensor]:
+        e1 = net.enc1(x)  # 1/2
+        e2 = net.enc2(e1)  # 1/4
+        e3 = net.enc3(e2)  # 1/8
+        e4 = net.enc4(e3)  # 1/16
+        d5 = net.enc5(e4)  # 1/32, the bottleneck
+        d4 = up(net.dec5.block(d5)) + e4
+        d3 = up(net.dec4.block(d4)) + e3
+        d2 = up(net.dec3[0](d3)) + e2
+        d1 = up(net.dec2[0](d2)) + e1
+        out = up(net.head(net.dec1(d1)))
+        return [out] + [head(f) for head, f in zip(net.ds_heads, (d1, d2, d3, d4, d5))]
+
+    _check_against(net, x, reference)

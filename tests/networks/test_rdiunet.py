@@ -123,3 +123,24 @@ def test_head_reads_the_last_units_residual_sum(spatial_dims):
     assert (feats[0] < 0).any()  # not a ReLU output
     literal = RDIUNet(spatial_dims, 1, 2, final_norm_act=True)
     assert not isinstance(literal.decoder[-1].act, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_forward_is_the_u_net_wiring(spatial_dims):
+    """net(x) in eval mode, rebuilt from its submodules with the U-Net wiring written out: unit -> max-pool per level,
+    the dense bottleneck, then per level up-conv and a unit on cat([skip, up]) (skip first), 1x1 head. Guards the
+    skip/decoder wiring and the concat order (the blocks' own arithmetic is tested in tests/layers)."""
+    torch.manual_seed(0)
+    net = RDIUNet(spatial_dims, 2, 3, channels=(16, 16, 16), bottleneck_channels=16, dense_units=2, growth=16).eval()
+    pool = torch.nn.functional.max_pool2d if spatial_dims == 2 else torch.nn.functional.max_pool3d
+    x = torch.randn((2, 2) + (16,) * spatial_dims)
+    with torch.no_grad():
+        s0 = net.encoder[0](x)  # full resolution
+        s1 = net.encoder[1](pool(s0, 2))  # 1/2
+        s2 = net.encoder[2](pool(s1, 2))  # 1/4
+        y = net.bottleneck(pool(s2, 2))  # 1/8
+        y = net.decoder[0](torch.cat([s2, net.ups[0](y)], dim=1))
+        y = net.decoder[1](torch.cat([s1, net.ups[1](y)], dim=1))
+        y = net.decoder[2](torch.cat([s0, net.ups[2](y)], dim=1))
+        expected = net.head(y)
+        torch.testing.assert_close(net(x), expected, rtol=0, atol=0)

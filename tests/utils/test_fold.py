@@ -106,6 +106,54 @@ def test_norm_into_the_unpadded_conv_after_it():
     torch.testing.assert_close(seq(x).detach(), ref, atol=1e-5, rtol=1e-5)
 
 
+def test_near_zero_running_variances_keep_eps():
+    """A channel that is (almost) always zero has a running variance (near) 0, as after a dead ReLU: only eps keeps
+    1 / sqrt(var + eps) finite. Both folds must add it: into the conv before the norm and, after an activation, into
+    the unpadded conv after it. Run in float64, so a tight tolerance separates "with eps" from "without"."""
+    torch.manual_seed(0)
+    seq = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4),  # into the conv before it
+        nn.ReLU(), nn.BatchNorm2d(4),  # after an activation ...
+        nn.Conv2d(4, 2, 1),  # ... into this unpadded 1x1 conv
+    )
+    x = torch.randn(2, 3, 8, 8)
+    seq = _warm(seq, x).double()
+    with torch.no_grad():
+        for i in (1, 3):
+            seq[i].running_var.copy_(torch.tensor([1e-6, 0.0, 1e-3, 2.0]))
+    x = x.double()
+    with torch.no_grad():
+        ref = seq(x)
+    assert fold_batch_norm(seq) == 2
+    assert _n_bn(seq) == 0
+    with torch.no_grad():
+        out = seq(x)
+    assert torch.isfinite(ref).all()
+    torch.testing.assert_close(out, ref, atol=1e-9, rtol=1e-9)
+
+
+def test_norm_without_running_stats_is_left_in_place():
+    """A batch norm with track_running_stats=False normalises with each batch's statistics even in eval mode: it has
+    no fixed map to fold, neither into the conv before it nor into the 1x1 conv after it. It stays (counted 0) beside
+    a tracked norm that is folded, and the outputs are unchanged."""
+    torch.manual_seed(0)
+    seq = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4),  # tracked: folded
+        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4, track_running_stats=False),  # after a conv: kept
+        nn.ReLU(), nn.BatchNorm2d(4, track_running_stats=False),  # before an unpadded 1x1 conv: kept
+        nn.Conv2d(4, 2, 1),
+    )
+    x = torch.randn(2, 3, 8, 8)
+    seq = _warm(seq, x)
+    with torch.no_grad():
+        ref = seq(x)
+    assert fold_batch_norm(seq) == 1
+    assert type(seq[1]) is nn.Identity
+    assert [type(seq[i]) for i in (3, 5)] == [nn.BatchNorm2d] * 2 and not seq[3].track_running_stats
+    with torch.no_grad():
+        torch.testing.assert_close(seq(x), ref, atol=1e-5, rtol=1e-5)
+
+
 def test_training_mode_is_refused():
     with pytest.raises(ValueError, match="eval mode"):
         fold_batch_norm(nn.Sequential(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)))
