@@ -99,6 +99,35 @@ def test_fused_optimizer_is_the_default_and_switchable(bundle, tmp_path):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("config", ["train.json", "inference.json"])
+def test_modality_selects_the_intensity_preprocessing(bundle, config, tmp_path):
+    # CT: clip to the HU window and scale to [0, 1]; MRI: z-score of the non-zero voxels; in the pipeline that runs
+    import numpy as np
+    from monai.transforms import NormalizeIntensityd, ScaleIntensityRanged
+
+    pre_id = "train#preprocessing" if config == "train.json" else "preprocessing"
+    for modality, kind in (("CT", ScaleIntensityRanged), ("MRI", NormalizeIntensityd), ("mr", NormalizeIntensityd)):
+        wf = ConfigWorkflow(workflow_type="train" if config == "train.json" else "infer", config_file=_cfg(bundle, config),
+                            bundle_root=str(tmp_path), dataset_dir=str(tmp_path), modality=modality,
+                            ct_window=[-100, 300], **VARIANT.get(bundle, {}))
+        chain = wf.parser.get_parsed_content(pre_id)
+        chain = chain.transforms if hasattr(chain, "transforms") else chain
+        found = [t for t in chain if isinstance(t, (ScaleIntensityRanged, NormalizeIntensityd))]
+        assert len(found) == 1 and isinstance(found[0], kind), (modality, found)
+        x = {"image": torch.tensor([[[-500.0, 0.0, 100.0, 900.0]]])}
+        y = found[0](x)["image"].flatten().tolist()
+        if kind is ScaleIntensityRanged:  # (v + 100) / 400 clipped to [0, 1]
+            np.testing.assert_allclose(y, [0.0, 0.25, 0.5, 1.0], atol=1e-6)
+        else:  # the zero voxel stays 0 (background); the others: z-scores
+            v = np.array([-500.0, 100.0, 900.0])
+            np.testing.assert_allclose([y[0], y[2], y[3]], (v - v.mean()) / v.std(), atol=1e-5)
+            assert y[1] == 0.0
+    with pytest.raises(Exception, match="modality"):
+        ConfigWorkflow(workflow_type="infer", config_file=_cfg(bundle, "inference.json"), bundle_root=str(tmp_path),
+                       modality="PET", **VARIANT.get(bundle, {})).parser.get_parsed_content("intensity")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
 def test_lr_schedule_spans_the_trainer_max_epochs(bundle, tmp_path):
     # MONAI Label's BundleTrainTask overrides train#trainer#max_epochs, not the bundle's max_epochs variable: the
     # cosine schedule must span the epochs the trainer will run, whichever of the two was set
