@@ -61,6 +61,12 @@ class _NamingLoader:
             raise AttributeError(name)
         return getattr(self._inner, name)
 
+    def __setattr__(self, name: str, value) -> None:  # e.g. MONAI Label sets ``_loader.image_only``
+        if name == "_inner":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._inner, name, value)
+
     def __call__(self, filename, reader=None):
         try:
             return self._inner(filename, reader)

@@ -2,8 +2,10 @@
 # Licensed under the Apache License, Version 2.0
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import pickle
 import stat
 
 import nibabel as nib
@@ -148,3 +150,9 @@ def test_load_imaged_names_a_truncated_file(tmp_path):
     good = tmp_path / "good.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((12, 12, 8), np.float32), np.eye(4)), str(good))
     assert loader({"image": str(good)})["image"].shape == (1, 12, 12, 8)
+    # the loader's settings stay MONAI's: MONAI Label switches image_only off on the loader to get the metadata too
+    loader._loader.image_only = False
+    out = loader({"image": str(good)})
+    assert "image_meta_dict" in out and out["image"].shape == (1, 12, 12, 8)
+    copy.deepcopy(loader)
+    pickle.loads(pickle.dumps(loader))  # DataLoader workers
