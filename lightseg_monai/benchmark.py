@@ -394,6 +394,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     a = p.parse_args(argv)
     if a.compile_mode is not None and not a.compile:
         p.error("--compile-mode needs --compile")
+    unknown = [m for m in a.models if m not in MODELS]
+    if unknown:  # before the first model is measured, which takes minutes
+        p.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
     cuda = a.device == "cuda"
     size = a.size or (256 if a.spatial_dims == 2 else 96)
     batch = a.batch or ((64 if a.spatial_dims == 2 else 4) if cuda else (4 if a.spatial_dims == 2 else 1))
@@ -452,4 +455,7 @@ def _write_json(path: str, rows: list[dict], failed: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ValueError as e:  # a usage error found while building or measuring (input size, no CUDA, ...)
+        sys.exit(f"python -m lightseg_monai.benchmark: error: {e}")

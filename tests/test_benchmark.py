@@ -62,9 +62,14 @@ def test_a_failing_peer_stops_the_run(broken_model):
         benchmark.main(["--models", broken_model, "monai_unet", *FAST, "--no-train"])
 
 
-def test_unknown_model():
-    with pytest.raises(ValueError, match="unknown model"):
+def test_unknown_model(capsys):
+    # refused before the peer is measured
+    with pytest.raises(SystemExit):
         benchmark.main(["--models", "monai_unet", "nope", *FAST])
+    captured = capsys.readouterr()
+    assert "unknown model(s) ['nope']" in captured.err and "monai_unet:" not in captured.err
+    with pytest.raises(ValueError, match="unknown model"):
+        benchmark.build("nope", 2, 1, 1, 32)
 
 
 def test_compile_mode_needs_compile(capsys):
