@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pixdim", type=float, default=2.0)
     ap.add_argument("--modes", nargs="+", default=["per-volume", "mixed"], choices=["per-volume", "mixed"])
     args = ap.parse_args(argv)
+    if not (Path(args.data_dir) / "dataset.json").is_file():
+        ap.error(f"{Path(args.data_dir) / 'dataset.json'} not found: give a dataset folder built by "
+                 "'lightseg sample-data DIR' (or the DIR/data of a quick start).")
+    if not (BUNDLES / args.bundle / "configs" / "train.json").is_file():
+        ap.error(f"no bundle {args.bundle!r} under {BUNDLES}: use one of "
+                 + ", ".join(sorted(p.name for p in BUNDLES.iterdir() if (p / "configs").is_dir())) + ".")
+    if args.steps < 1:
+        ap.error(f"--steps must be at least 1, got {args.steps}.")
 
     overrides = {}
     for item in args.network:

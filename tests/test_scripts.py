@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +240,20 @@ def test_dense_variant_composes_the_separable_pair_and_trains(spatial_dims):
     assert renamed.keys() == grads[0].keys()
     for n, g in grads[0].items():
         torch.testing.assert_close(renamed[n], g, atol=1e-10, rtol=1e-8, msg=n)
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [(["{missing}"], "dataset.json not found: give a dataset folder built by 'lightseg sample-data DIR'"),
+     (["{data}", "--bundle", "nonet"], "no bundle 'nonet' under .*: use one of dlkunet, lgmsnet, lsunet, rdiunet"),
+     (["{data}", "--steps", "0"], "--steps must be at least 1")],
+)
+def test_batch_composition_refuses_bad_input(tmp_path, capsys, argv, match):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset.json").write_text("{}")
+    argv = [a.format(missing=tmp_path / "missing", data=tmp_path / "data") for a in argv]
+    with pytest.raises(SystemExit) as info:
+        _load("batch_composition").main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err) and "Traceback" not in err, err
