@@ -20,12 +20,15 @@ blocks; ``--fold-bn`` folds batch norms into convolutions for the inference meas
 ``--compile-mode`` picks torch.compile's mode (``reduce-overhead`` adds CUDA graphs, which
 remove the per-op host cost that bounds small networks' training steps; every model of a run gets the same mode). Every row carries its ratio to the first model listed: only
 ratios taken in one run compare across machines. On CPU the torch thread count is left as set
-(``torch.get_num_threads()`` is reported) and peak memory is not measured (null).
+(``torch.get_num_threads()`` is reported) and peak memory is not measured (null). Every model's input-size rule is
+checked before the first model is measured (:func:`check_models`): a ``--size`` one of them refuses ends the run at
+once, with one ``error:`` line that names the model and the size to use.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -39,7 +42,7 @@ import torch.nn.functional as F
 
 from lightseg_monai.utils import count_flops, count_macs, count_parameters, describe_device
 
-__all__ = ["MODELS", "register", "build", "benchmark_model", "main"]
+__all__ = ["MODELS", "PeerError", "benchmark_model", "build", "check_models", "main", "register"]
 
 Builder = Callable[[int, int, int, int], nn.Module]
 MODELS: dict[str, Builder] = {}
@@ -146,6 +149,128 @@ def build(name: str, spatial_dims: int, in_channels: int, out_channels: int, siz
     return MODELS[name](spatial_dims, in_channels, out_channels, size)
 
 
+def _input_size_problem(model: nn.Module, spatial_dims: int, in_channels: int, size: int) -> str | None:
+    """Why ``model`` cannot take inputs of edge ``size`` (None when it can, or when its rule is not known here).
+
+    No forward pass: the lightseg_monai networks' and MONAI SwinUNETR's own input checks (the ones their ``forward``
+    runs first) read the shape of an empty meta tensor; MONAI's UNet, AttentionUnet, SegResNet and BasicUNet have no
+    check (they fail deep in ``forward``: a concatenation or sum of mismatched sizes, an instance norm of one element),
+    so their rule is written here from their downsampling.
+    """
+    from monai.networks.nets import AttentionUnet, BasicUNet, SegResNet, SwinUNETR, UNet
+
+    from lightseg_monai.layers.utils import check_input_size
+    from lightseg_monai.networks import DLKUNet, LGMSNet, LSUNet, RDIUNet
+
+    shape = (size,) * spatial_dims
+    x = torch.empty((1, in_channels) + shape, device="meta")  # a shape without storage
+    try:
+        if isinstance(model, DLKUNet):
+            model._check_input(x)
+        elif isinstance(model, (LGMSNet, LSUNet, RDIUNet)):
+            check_input_size(x, spatial_dims, model.divisor, type(model).__name__)
+        elif isinstance(model, SwinUNETR):
+            model._check_input_size(shape)
+    except ValueError as e:
+        return str(e).split(". ")[0].rstrip(".")  # the rule and the size; its fix (padding the input) is not ours
+    if isinstance(model, (UNet, AttentionUnet, SegResNet, BasicUNet)):
+        # divisor: what the sizes must divide by; deepest: the downsampling factor of the deepest map, and whether
+        # that map is instance-normalised (which needs more than one element: one raises a ValueError)
+        if isinstance(model, (UNet, AttentionUnet)):  # stride-2 convolutions down, transposed ones up, concatenated
+            divisor = 1
+            for s in model.strides:
+                divisor *= int(s)
+            deepest = divisor
+            instance_norm = isinstance(model, UNet) and "instance" in str(model.norm).lower()
+        elif isinstance(model, SegResNet):  # likewise, then summed; group norm
+            divisor = deepest = 2 ** (len(model.blocks_down) - 1)
+            instance_norm = False
+        else:  # BasicUNet: four max poolings; it pads the upsampled maps to the skips' sizes
+            divisor, deepest = 1, 16
+            instance_norm = any(isinstance(m, nn.modules.instancenorm._InstanceNorm) for m in model.down_4.modules())
+        name = f"MONAI {type(model).__name__}"
+        if size % divisor:
+            return f"{name} needs every spatial size to divide by {divisor}; got {list(shape)}"
+        if instance_norm and (size // deepest) ** spatial_dims < 2:
+            return (
+                f"{name} needs every spatial size to be at least {2 * deepest} (its instance norm at 1/{deepest} "
+                f"resolution needs more than one element); got {list(shape)}"
+            )
+    return None
+
+
+def _meta_forward_problem(
+    model: nn.Module, spatial_dims: int, in_channels: int, size: int, train_batch: int | None
+) -> str | None:
+    """The ValueError of a forward pass on the meta device (shapes only, no arithmetic; milliseconds), in eval mode and,
+    unless ``train_batch`` is None, in training mode at ``train_batch``, as one line; None when there is none.
+
+    It catches what no input-size rule states: a norm layer left with one value at the deepest resolution (an instance
+    norm at a small size, a batch norm in training at batch 1 and a small size). Other errors (an operation without a
+    meta kernel, a missing optional dependency) are left for the measurement to report. Moves ``model`` to meta.
+    """
+    for training, batch in ((False, 1), (True, train_batch)):
+        if batch is None:
+            continue
+        try:
+            model = model.to("meta").train(training)
+            with torch.no_grad():
+                model(torch.empty((batch, in_channels) + (size,) * spatial_dims, device="meta"))
+        except ValueError as e:
+            step = f"its training step at --train-batch {batch}" if training else "its inference"
+            return f"{step} fails: {_one_line(str(e))}"
+        except Exception:  # noqa: BLE001 - not a shape error: the measurement reports it
+            return None
+    return None
+
+
+def check_models(
+    names: list[str], spatial_dims: int, in_channels: int, out_channels: int, size: int, train_batch: int | None = None
+) -> None:
+    """Raise a ValueError, in one line that names the models and what to change, unless every model in ``names`` can be
+    built and measured at edge ``size`` (and, unless ``train_batch`` is None, trained at ``train_batch``).
+
+    :func:`main` runs it before the first model is measured (which takes minutes), so that a size one model refuses
+    ends the run before it starts instead of after the other models' timing. Each model is built on the CPU (a
+    fraction of a second) and its input-size rule checked without a forward pass (:func:`_input_size_problem`: the
+    networks' own input checks where they have one); then a forward pass on the meta device catches a norm layer left
+    with one value (:func:`_meta_forward_problem`). The ``--size`` proposed is the next one that every model takes.
+    """
+    models: dict[str, nn.Module] = {}
+    for name in dict.fromkeys(names):
+        try:
+            models[name] = build(name, spatial_dims, in_channels, out_channels, size)
+        except ValueError as e:
+            raise ValueError(f"{name} cannot be built with these arguments: {_one_line(str(e))}") from e
+
+    def problems_at(s: int) -> dict[str, str]:
+        found = {n: _input_size_problem(m, spatial_dims, in_channels, s) for n, m in models.items()}
+        if not any(found.values()):  # the rules pass: the forward passes on the meta device
+            found = {n: _meta_forward_problem(m, spatial_dims, in_channels, s, train_batch) for n, m in models.items()}
+        return {n: p for n, p in found.items() if p is not None}
+
+    problems = problems_at(size)
+    if not problems:
+        return
+    # the next size every model takes: the rules are checked at every size (microseconds), the forward passes on the
+    # meta device (milliseconds each) at the first 8 sizes the rules take
+    rule_sizes = (
+        s
+        for s in range(size + 1, 2 * size + 1024)
+        if all(_input_size_problem(m, spatial_dims, in_channels, s) is None for m in models.values())
+    )
+    fit = next((s for s in itertools.islice(rule_sizes, 8) if not problems_at(s)), None)
+    fix = f"use --size {fit} (which every model listed takes)" if fit is not None else "choose another --size"
+    if all(p.startswith("its training step") for p in problems.values()):
+        fix += " or a larger --train-batch (or --no-train)"
+    *others, last = problems
+    listed = f"{', '.join(others)} and {last}" if others else last
+    raise ValueError(
+        f"--size {size} does not suit {'; '.join(f'{n} ({p})' for n, p in problems.items())}: {fix}, or leave "
+        f"{listed} out of --models."
+    )
+
+
 def _first(out):
     return out if isinstance(out, torch.Tensor) else out[0]
 
@@ -206,6 +331,14 @@ def benchmark_model(
     ``convert_to_onnx``, float32, ``intra_op_num_threads`` = torch's thread count); training stays in PyTorch.
     """
     dev = torch.device(device)
+    counts = {"size": size, "batch": batch, "train_batch": train_batch, "iters": iters, "repeats": repeats}
+    bad = {k: v for k, v in counts.items() if v < 1}
+    if warmup < 0:
+        bad["warmup"] = warmup
+    if bad:
+        raise ValueError(
+            f"size, batch, train_batch, iters and repeats must be at least 1 and warmup at least 0; got {bad}."
+        )
     if compile_mode is not None and not compile:
         raise ValueError(f"compile_mode={compile_mode!r} needs compile=True (--compile).")
     if onnxruntime and (dev.type != "cpu" or compile or channels_last or dtype != "float32"):
@@ -361,15 +494,41 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def positive_int(text: str) -> int:
+    """argparse type of the sizes and counts: an integer of at least 1 (0 would time nothing or fall back to a default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type of ``--warmup``: an integer of at least 0 (0: no warm-up)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 (0: no warm-up), got {value}")
+    return value
+
+
+class PeerError(RuntimeError):
+    """The first model of ``--models`` (the peer every ratio is taken to) failed; ``__cause__`` is its error."""
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(prog="python -m lightseg_monai.benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["monai_unet", "lgmsnet"], help=f"first is the peer; any of {sorted(MODELS)}")
     p.add_argument("--spatial-dims", type=int, default=2, choices=(2, 3))
-    p.add_argument("--size", type=int, default=None, help="edge length (default 256 in 2D, 96 in 3D)")
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--out-channels", type=int, default=1)
-    p.add_argument("--batch", type=int, default=None, help="inference batch (default: 64 cuda 2D, 4 cuda 3D, 4 cpu 2D, 1 cpu 3D)")
-    p.add_argument("--train-batch", type=int, default=None, help="training batch (default: 16 cuda 2D, 2 cuda 3D, 2 cpu 2D, 1 cpu 3D)")
+    p.add_argument("--size", type=positive_int, default=None, help="edge length (default 256 in 2D, 96 in 3D)")
+    p.add_argument("--in-channels", type=positive_int, default=3)
+    p.add_argument("--out-channels", type=positive_int, default=1)
+    p.add_argument("--batch", type=positive_int, default=None, help="inference batch (default: 64 cuda 2D, 4 cuda 3D, 4 cpu 2D, 1 cpu 3D)")
+    p.add_argument("--train-batch", type=positive_int, default=None, help="training batch (default: 16 cuda 2D, 2 cuda 3D, 2 cpu 2D, 1 cpu 3D)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     p.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="autocast dtype (default bf16 on cuda, fp32 on cpu)")
     p.add_argument("--compile", action="store_true", help="measure torch.compile'd models")
@@ -387,9 +546,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--cudnn-benchmark", dest="cudnn_benchmark", action="store_true", default=None,
                    help="let cuDNN time its algorithms (default on CUDA)")
     p.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false")
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--iters", type=int, default=None, help="iterations per timed block")
-    p.add_argument("--repeats", type=int, default=None, help="timed blocks; the median is reported")
+    p.add_argument("--warmup", type=non_negative_int, default=None, help="untimed iterations before the timed blocks")
+    p.add_argument("--iters", type=positive_int, default=None, help="iterations per timed block")
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed blocks; the median is reported")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     a = p.parse_args(argv)
     if a.compile_mode is not None and not a.compile:
@@ -398,10 +557,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if unknown:  # before the first model is measured, which takes minutes
         p.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
     cuda = a.device == "cuda"
-    size = a.size or (256 if a.spatial_dims == 2 else 96)
-    batch = a.batch or ((64 if a.spatial_dims == 2 else 4) if cuda else (4 if a.spatial_dims == 2 else 1))
-    tbatch = a.train_batch or ((16 if a.spatial_dims == 2 else 2) if cuda else (2 if a.spatial_dims == 2 else 1))
+    # "is None", not "or": an explicit value is never replaced by the default (argparse refuses 0 and negatives)
+    size = a.size if a.size is not None else (256 if a.spatial_dims == 2 else 96)
+    if a.batch is not None:
+        batch = a.batch
+    else:
+        batch = (64 if a.spatial_dims == 2 else 4) if cuda else (4 if a.spatial_dims == 2 else 1)
+    if a.train_batch is not None:
+        tbatch = a.train_batch
+    else:
+        tbatch = (16 if a.spatial_dims == 2 else 2) if cuda else (2 if a.spatial_dims == 2 else 1)
     dtype = a.dtype or ("bfloat16" if cuda else "float32")
+    # every model's input-size rule, before the first model is measured (which takes minutes): a ValueError
+    check_models(a.models, a.spatial_dims, a.in_channels, a.out_channels, size, None if a.no_train else tbatch)
     rows: list[dict] = []
     failed: list[dict] = []
     for name in a.models:
@@ -423,7 +591,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise  # a usage error (unknown model, no CUDA): the same for every model
         except Exception as e:  # one model failing (out of memory, a compiler error) must not lose the others' rows
             if not rows:
-                raise RuntimeError(f"the peer {name!r} (first model) failed, so no ratio can be taken: {e}") from e
+                if isinstance(e, torch.cuda.OutOfMemoryError):
+                    fix = "lower --batch or --train-batch"
+                elif isinstance(e, ImportError):
+                    fix = "install what it imports"
+                else:
+                    fix = "fix its error"
+                raise PeerError(
+                    f"the peer {name!r} (first model) failed, so no ratio can be taken: {type(e).__name__}: "
+                    f"{_one_line(str(e)).rstrip('.')}; {fix} or list another model first in --models."
+                ) from e
             print(f"{name}: FAILED: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             failed.append({"model": name, "error": f"{type(e).__name__}: {e}"})
             if torch.cuda.is_available():
@@ -446,6 +623,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
+def _one_line(text: str) -> str:
+    """The first line of an error message (and the next one when the first only introduces it, ending in ':')."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"
+    return lines[0] if lines else ""
+
+
 def _write_json(path: str, rows: list[dict], failed: list[dict]) -> None:
     """Write the rows (and any failed models, as rows with an ``error``) atomically: the file is complete or absent."""
     from lightseg_monai.transforms import atomic_path
@@ -454,8 +639,25 @@ def _write_json(path: str, rows: list[dict], failed: list[dict]) -> None:
         json.dump(rows + failed, f, indent=2)
 
 
-if __name__ == "__main__":
+def command(argv: list[str] | None = None) -> None:
+    """``python -m lightseg_monai.benchmark``: :func:`main`, with its usage errors ended by one ``error:`` line on
+    stderr and exit status 1 instead of a traceback.
+
+    Usage errors are a ValueError (an input size a model refuses, no CUDA, options that do not combine) and a peer that
+    fails with a RuntimeError (CUDA out of memory, a compiler error) or an ImportError (a missing optional
+    dependency): the line names the model. Any other error of the peer (a TypeError, an AttributeError: a programming
+    error) keeps its traceback; a later model's failure is reported and recorded by :func:`main`, which goes on.
+    """
+    prefix = "python -m lightseg_monai.benchmark: error:"
     try:
-        main()
-    except ValueError as e:  # a usage error found while building or measuring (input size, no CUDA, ...)
-        sys.exit(f"python -m lightseg_monai.benchmark: error: {e}")
+        main(argv)
+    except ValueError as e:
+        sys.exit(f"{prefix} {_one_line(str(e))}")
+    except PeerError as e:
+        if not isinstance(e.__cause__, (RuntimeError, ImportError)):
+            raise
+        sys.exit(f"{prefix} {e}")
+
+
+if __name__ == "__main__":
+    command()
