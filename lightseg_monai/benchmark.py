@@ -494,26 +494,24 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def positive_int(text: str) -> int:
-    """argparse type of the sizes and counts: an integer of at least 1 (0 would time nothing or fall back to a default)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _int_at_least(minimum: int, note: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum`` (``note`` explains the smallest value in the message)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{note}, got {value}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type of ``--warmup``: an integer of at least 0 (0: no warm-up)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0 (0: no warm-up), got {value}")
-    return value
+# the sizes and counts (0 would time nothing or fall back to a default), and --warmup
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0, " (0: no warm-up)")
 
 
 class PeerError(RuntimeError):
