@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .fold import FoldBatchNorm
 from .loss_weights import LossWeightScheduleHandler
-from .resume import BestModelSaver, ResumeFromCheckpoint, TrainingStateSaver
+from .resume import BestModelSaver, ResumeFromCheckpoint, TrainingStateSaver, trained_model_file
 from .sync import AllReduceGradients
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "LossWeightScheduleHandler",
     "ResumeFromCheckpoint",
     "TrainingStateSaver",
+    "trained_model_file",
 ]

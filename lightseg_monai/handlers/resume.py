@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-__all__ = ["BestModelSaver", "ResumeFromCheckpoint", "TrainingStateSaver"]
+__all__ = ["BestModelSaver", "ResumeFromCheckpoint", "TrainingStateSaver", "trained_model_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,26 @@ class TrainingStateSaver:
             self.save_dir, save_dict, file_prefix=self.file_prefix, save_interval=self.save_interval,
             n_saved=self.n_saved, epoch_level=True,
         ).attach(engine)
+
+
+def trained_model_file(ckpt_dir: str, name: str = "model.pt") -> str:
+    """The path of a trained model in ``ckpt_dir``, checked to exist before evaluation or inference starts.
+
+    ``configs/evaluate.json`` and ``configs/inference.json`` pass it to MONAI's ``CheckpointLoader``, which would
+    otherwise fail only once the evaluator has started, deep inside its run. Training writes ``model.pt`` at its first
+    validation (every ``val_interval`` epochs), so a run shorter than ``val_interval`` leaves none.
+
+    Raises:
+        FileNotFoundError: naming the missing file and how to get one.
+    """
+    path = os.path.join(ckpt_dir, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path}: no trained model. Train the bundle first (python -m monai.bundle run --config_file "
+            f"configs/train.json ...; it saves {name} at each validation that improves the Dice, so train for at least "
+            f"val_interval epochs), copy a trained {name} there, or point --ckpt_dir at the folder that holds one."
+        )
+    return path
 
 
 class ResumeFromCheckpoint:

@@ -182,6 +182,24 @@ def test_inference_names_an_unreadable_input(bundle, dataset, tmp_path):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("configs", [("inference.json",), ("train.json", "evaluate.json")])
+def test_evaluate_and_infer_name_a_missing_model(bundle, configs, dataset, tmp_path):
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    flow = ConfigWorkflow(workflow_type="infer", config_file=_cfg(bundle, *configs), bundle_root=str(root),
+                          dataset_dir=dataset, num_workers=0, output_dir=str(tmp_path / "out"), **VARIANT.get(bundle, {}))
+    flow.initialize()
+    with pytest.raises(Exception) as err:
+        flow.run()
+    cause = err.value
+    while cause is not None and not isinstance(cause, FileNotFoundError):
+        cause = cause.__cause__
+    missing = os.path.join(str(root / "models"), "model.pt")
+    assert cause is not None and missing in str(cause) and "no trained model" in str(cause), err.value
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
 def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     root = tmp_path / "bundle"
     (root / "models").mkdir(parents=True)
