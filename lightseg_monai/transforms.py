@@ -29,7 +29,17 @@ from monai.transforms import LoadImaged as _MonaiLoadImaged
 from monai.transforms import MapTransform
 from monai.transforms import Spacingd as _MonaiSpacingd
 
-__all__ = ["Spacingd", "LoadImaged", "CheckImageLabeld", "AtomicNibabelWriter", "AtomicITKWriter", "atomic_path", "select_by_modality"]
+__all__ = [
+    "Spacingd",
+    "LoadImaged",
+    "CheckImageLabeld",
+    "AtomicNibabelWriter",
+    "AtomicITKWriter",
+    "OUTPUT_EXTENSIONS",
+    "atomic_path",
+    "writer_for",
+    "select_by_modality",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +121,15 @@ def _grid(affine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 class CheckImageLabeld(MapTransform):
     """Check each loaded image/label pair before any spatial transform; raise a ValueError naming both files.
 
-    Put it right after ``LoadImaged(..., ensure_channel_first=True)``. Two checks:
+    Put it right after ``LoadImaged(..., ensure_channel_first=True)``. The image alone (also at inference, with the
+    image key only):
+
+    - it is a volume: ``spatial_rank`` spatial axes (3: the 2D bundles segment volumes slice by slice, so a 2D image
+      goes in as a single-slice volume ``(X, Y, 1)``);
+    - with ``in_channels``, it has that many channels (a 4D NIfTI's last axis, or an RGB file's colours, are
+      channels), where the network's first convolution would fail with a shape error that names no file.
+
+    Each image/label pair:
 
     - the label lies on the image's voxel grid: the same spatial shape, spacing (relative tolerance ``rtol``) and
       direction (``atol`` on the cosines). The transforms after it pair image and label voxel by voxel and resample
@@ -122,9 +140,11 @@ class CheckImageLabeld(MapTransform):
       with an index error that names no case).
 
     Args:
-        keys: the image key, then the label key(s), e.g. a bundle's ``@keys``; with a single key nothing is checked
-            (inference).
+        keys: the image key, then the label key(s), e.g. a bundle's ``@keys``; with a single key only the image is
+            checked (inference).
         num_classes: number of classes including background, or None to skip the value check.
+        in_channels: number of image channels the network takes, or None to skip the check.
+        spatial_rank: number of spatial axes the image must have, or None to skip the check. Defaults to 3.
         rtol: relative tolerance on the spacing. Defaults to 1e-3.
         atol: absolute tolerance on the direction cosines (and the origin, in mm). Defaults to 1e-3.
         allow_missing_keys: as in MONAI's ``MapTransform``.
@@ -137,23 +157,50 @@ class CheckImageLabeld(MapTransform):
         rtol: float = 1e-3,
         atol: float = 1e-3,
         allow_missing_keys: bool = False,
+        in_channels: int | None = None,
+        spatial_rank: int | None = 3,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be positive (background included) or None, got {num_classes}.")
+        if in_channels is not None and in_channels < 1:
+            raise ValueError(f"in_channels must be positive or None, got {in_channels}.")
+        if spatial_rank is not None and spatial_rank < 1:
+            raise ValueError(f"spatial_rank must be positive or None, got {spatial_rank}.")
         self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.spatial_rank = spatial_rank
         self.rtol = rtol
         self.atol = atol
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         keys = list(self.key_iterator(d))
-        if len(keys) < 2:
+        if not keys:
             return d
         image = d[keys[0]]
+        self._check_image(image)
         for key in keys[1:]:
             self._check(image, d[key])
         return d
+
+    def _check_image(self, image: torch.Tensor) -> None:
+        shape = tuple(image.shape)
+        if self.spatial_rank is not None and len(shape) - 1 != self.spatial_rank:
+            what = "a 2D image" if len(shape) == 3 else f"{len(shape) - 1} spatial axes"
+            raise ValueError(
+                f"{_source(image)}: {what} (channels first: {shape}), where the bundles take volumes with "
+                f"{self.spatial_rank} spatial axes and the channels in a 4th axis. Save a 2D image as a single-slice "
+                "volume (X, Y, 1) with a 3D affine (nibabel or SimpleITK); the 2D bundles (configs/2d.json) segment "
+                "volumes slice by slice."
+            )
+        if self.in_channels is not None and shape[0] != self.in_channels:
+            raise ValueError(
+                f"{_source(image)}: {shape[0]} image channel(s) (channels first: {shape}), but the network takes "
+                f"in_channels={self.in_channels}. Set --in_channels {shape[0]} (and train with it: a model.pt trained "
+                "with another value does not load), or convert the images (e.g. one modality per file, or drop the "
+                "alpha channel)."
+            )
 
     def _check(self, image: torch.Tensor, label: torch.Tensor) -> None:
         where = f"{_source(label)} (label of {_source(image)})"
@@ -182,10 +229,15 @@ class CheckImageLabeld(MapTransform):
             if lo < 0 or hi > self.num_classes - 1 or not torch.equal(values, values.round()):
                 found = torch.unique(values)
                 shown = ", ".join(f"{v:g}" for v in found[:10].tolist()) + (", ..." if found.numel() > 10 else "")
+                fix = "remap the label's values to class indices"
+                if lo >= 0 and torch.equal(values, values.round()):
+                    fix = (f"set --num_classes {int(hi) + 1} if every value up to {int(hi)} is a class (num_classes "
+                           f"counts background), or {fix}")
+                if found.numel() == 2 and lo == 0 and hi == 255:
+                    fix = "map 255 to 1 (a 0/255 mask is one foreground class)"
                 raise ValueError(
                     f"{where}: label values must be class indices 0..{self.num_classes - 1} (num_classes="
-                    f"{self.num_classes}), found {shown}. Set --num_classes to the number of classes including "
-                    "background, or remap the label's values."
+                    f"{self.num_classes}), found {shown}: {fix}."
                 )
 
 
@@ -230,8 +282,28 @@ class atomic_path:
             os.remove(self.tmp)
 
 
-class AtomicNibabelWriter(NibabelWriter):
-    """``monai.data.NibabelWriter`` whose files are complete or absent (write to a temporary name, then rename)."""
+class _KeepSpatialAxes:
+    """Writer mixin: squeeze only a single channel, never a spatial axis of size 1.
+
+    MONAI's writers, with ``squeeze_end_dims=True``, remove every trailing axis of size 1 once the channel is moved
+    last: a single-slice volume ``(X, Y, 1)`` is written as a 2D image, and loses its slice position and thickness.
+    """
+
+    @classmethod
+    def convert_to_channel_last(cls, data, channel_dim=0, squeeze_end_dims=True, spatial_ndim=3, contiguous=False):
+        data = super().convert_to_channel_last(  # type: ignore[misc]
+            data, channel_dim=channel_dim, squeeze_end_dims=False, spatial_ndim=spatial_ndim, contiguous=contiguous
+        )
+        if squeeze_end_dims and data.shape[-1] == 1:  # the channel axis, now last
+            data = data[..., 0]
+        return data
+
+
+class AtomicNibabelWriter(_KeepSpatialAxes, NibabelWriter):
+    """``monai.data.NibabelWriter`` whose files are complete or absent (write to a temporary name, then rename).
+
+    A single-channel mask keeps every spatial axis, size-1 ones included (see ``squeeze_end_dims`` in MONAI).
+    """
 
     def write(self, filename, verbose: bool = False, **obj_kwargs):
         with atomic_path(filename) as tmp:
@@ -240,14 +312,38 @@ class AtomicNibabelWriter(NibabelWriter):
             _writer_logger.info(f"writing: {filename}")
 
 
-class AtomicITKWriter(ITKWriter):
-    """``monai.data.ITKWriter`` whose files are complete or absent (write to a temporary name, then rename)."""
+class AtomicITKWriter(_KeepSpatialAxes, ITKWriter):
+    """``monai.data.ITKWriter`` whose files are complete or absent (write to a temporary name, then rename).
+
+    A single-channel mask keeps every spatial axis, size-1 ones included (see ``squeeze_end_dims`` in MONAI).
+    """
 
     def write(self, filename, verbose: bool = False, **kwargs):
         with atomic_path(filename) as tmp:
             super().write(tmp, verbose=False, **kwargs)
         if verbose:  # MONAI's message, with the file's real name
             _writer_logger.info(f"writing: {filename}")
+
+
+OUTPUT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+def writer_for(output_ext: str):
+    """The bundles' mask writer for ``output_ext`` (with or without the dot, any case), checked before any inference.
+
+    Raises:
+        ValueError: for any other extension (``.mhd`` writes a second data file beside the header, which a
+            temporary name would break; 2D formats such as ``.png`` would drop the slice axis), naming the
+            supported ones.
+    """
+    ext = str(output_ext).strip().lower()
+    ext = ext if ext.startswith(".") else f".{ext}"
+    if ext not in OUTPUT_EXTENSIONS:
+        raise ValueError(
+            f"output_ext {output_ext!r} is not supported for masks; use one of {', '.join(OUTPUT_EXTENSIONS)} "
+            "(e.g. --output_ext .nrrd)."
+        )
+    return AtomicNibabelWriter if ext.startswith(".nii") else AtomicITKWriter
 
 
 def select_by_modality(modality: str, ct, mri):

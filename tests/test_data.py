@@ -88,3 +88,49 @@ def test_inference_inputs_that_would_share_an_output_name(ds, tmp_path):
         inference_datalist([str(folder), str(other / "x.nii.gz")])
     # the same file twice is one output, written twice with the same content: allowed
     assert len(inference_datalist([str(folder / "x.nii.gz"), str(folder)])) == 2
+
+
+def _edit(ds, fn):
+    p = os.path.join(ds, "dataset.json")
+    spec = json.load(open(p))
+    fn(spec)
+    json.dump(spec, open(p, "w"))
+    return p
+
+
+def test_training_list_missing_misspelled_or_empty(ds):
+    p = _edit(ds, lambda s: s.__setitem__("trainig", s.pop("training")))
+    for split in ("training", "validation"):
+        with pytest.raises(ValueError, match=r"the 'training' list is missing \(is 'trainig' meant to be 'training'\?\)") as err:
+            load_datalist(ds, split)
+        assert p in str(err.value)
+    _edit(ds, lambda s: (s.pop("trainig"), s.__setitem__("training", [])))
+    with pytest.raises(ValueError, match="the 'training' list is empty"):
+        load_datalist(ds)
+    assert len(load_datalist(ds, "test")) == 1  # inference needs no training list
+
+
+def test_empty_validation_list_is_an_error(ds):
+    _edit(ds, lambda s: s.__setitem__("validation", []))
+    with pytest.raises(ValueError, match="'validation' list is empty.*never write models/model.pt.*remove the key"):
+        load_datalist(ds, "training")
+
+
+def test_single_training_case_is_also_validation_with_a_warning(ds, caplog):
+    import logging
+
+    _edit(ds, lambda s: (s.pop("validation"), s.__setitem__("training", s["training"][:1])))
+    with caplog.at_level(logging.WARNING, logger="lightseg_monai.data"):
+        assert load_datalist(ds, "validation") == load_datalist(ds, "training")
+    assert "also the validation case" in caplog.text
+
+
+def test_inference_on_a_dataset_folder_without_test_cases(ds):
+    # its files are training images and labels: segmenting them as inputs would take labels for images
+    _edit(ds, lambda s: s.pop("test"))
+    shutil.rmtree(os.path.join(ds, "imagesTs"))
+    with pytest.raises(ValueError, match="dataset folder .* neither a 'test' list in dataset.json nor an imagesTs"):
+        inference_datalist(ds)
+    os.makedirs(os.path.join(ds, "imagesTs"))
+    shutil.copy(os.path.join(ds, "imagesTr", "case0.nii.gz"), os.path.join(ds, "imagesTs", "new.nii.gz"))
+    assert [os.path.basename(d["image"]) for d in inference_datalist(ds)] == ["new.nii.gz"]

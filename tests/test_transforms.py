@@ -156,3 +156,62 @@ def test_load_imaged_names_a_truncated_file(tmp_path):
     assert "image_meta_dict" in out and out["image"].shape == (1, 12, 12, 8)
     copy.deepcopy(loader)
     pickle.loads(pickle.dumps(loader))  # DataLoader workers
+
+
+def test_check_image_label_advice_for_label_values(tmp_path):
+    from lightseg_monai.transforms import CheckImageLabeld
+
+    check = CheckImageLabeld(["image", "label"], num_classes=2)
+    with pytest.raises(ValueError, match="set --num_classes 3 if every value up to 2 is a class"):
+        check(_pair(tmp_path, label_values=(0, 1, 2)))
+    with pytest.raises(ValueError, match="map 255 to 1"):
+        check(_pair(tmp_path, label_values=(0, 255)))
+    with pytest.raises(ValueError, match="set --num_classes 256 .* or remap the label's values to class indices"):
+        check(_pair(tmp_path, label_values=(0, 1, 255)))
+
+
+def test_check_image_names_the_file_for_a_2d_image_or_wrong_channels(tmp_path):
+    from lightseg_monai.transforms import CheckImageLabeld
+
+    flat, rgb, vol = str(tmp_path / "flat.nii.gz"), str(tmp_path / "two.nii.gz"), str(tmp_path / "vol.nii.gz")
+    nib.save(nib.Nifti1Image(np.random.rand(8, 8).astype(np.float32), np.eye(4)), flat)
+    nib.save(nib.Nifti1Image(np.random.rand(8, 8, 4, 2).astype(np.float32), np.eye(4)), rgb)
+    nib.save(nib.Nifti1Image(np.random.rand(8, 8, 1).astype(np.float32), np.eye(4)), vol)
+    load = LoadImaged("image", ensure_channel_first=True, image_only=True)
+    check = CheckImageLabeld("image", in_channels=1)  # the image key alone: inference
+    with pytest.raises(ValueError, match=r"flat\.nii\.gz: a 2D image .*single-slice volume \(X, Y, 1\)"):
+        check(load({"image": flat}))
+    with pytest.raises(ValueError, match=r"two\.nii\.gz: 2 image channel\(s\) .*in_channels=1\. Set --in_channels 2"):
+        check(load({"image": rgb}))
+    assert check(load({"image": vol}))["image"].shape == (1, 8, 8, 1)
+    assert CheckImageLabeld("image", in_channels=2)(load({"image": rgb}))["image"].shape[0] == 2
+    assert CheckImageLabeld("image", spatial_rank=None)(load({"image": flat}))["image"].shape == (1, 8, 8)
+    for bad in ({"in_channels": 0}, {"spatial_rank": 0}):
+        with pytest.raises(ValueError, match="must be positive"):
+            CheckImageLabeld("image", **bad)
+
+
+@pytest.mark.parametrize("writer,ext", [(AtomicNibabelWriter, ".nii.gz"), (AtomicITKWriter, ".nrrd")])
+def test_writers_keep_a_single_slice_volume_3d(writer, ext, tmp_path):
+    # MONAI's squeeze_end_dims drops every trailing size-1 axis: (1, X, Y, 1) would be written as a 2D X x Y image
+    from monai.transforms import LoadImage
+
+    affine = np.array([[0.8, 0, 0, -10], [0, 0.8, 0, 20], [0, 0, 3.0, 42.5], [0, 0, 0, 1]])
+    w = writer()
+    w.set_data_array(torch.ones(1, 6, 5, 1), channel_dim=0, squeeze_end_dims=True)
+    w.set_metadata({"affine": affine, "original_affine": affine})
+    target = str(tmp_path / f"seg{ext}")
+    w.write(target)
+    back = LoadImage(image_only=True)(target)
+    assert tuple(back.shape) == (6, 5, 1)
+    np.testing.assert_allclose(back.affine.numpy(), affine, atol=1e-5)  # slice position and thickness kept
+
+
+def test_writer_for_checks_the_extension():
+    from lightseg_monai.transforms import writer_for
+
+    assert writer_for(".nii.gz") is AtomicNibabelWriter and writer_for("NII") is AtomicNibabelWriter
+    assert writer_for(".nrrd") is AtomicITKWriter and writer_for("mha") is AtomicITKWriter
+    for bad in (".png", ".mhd", ".xyz"):
+        with pytest.raises(ValueError, match=r"output_ext .* is not supported for masks; use one of \.nii\.gz"):
+            writer_for(bad)

@@ -47,6 +47,8 @@ def make_dataset(root: str, n_train: int = 3, n_val: int = 1, n_test: int = 1, s
         "validation": items[n_train:],
         "test": test,
     }
+    if not n_val:  # no list: the bundles hold out a share of "training" (an empty list is an error)
+        del spec["validation"]
     with open(os.path.join(root, "dataset.json"), "w") as f:
         json.dump(spec, f, indent=2)
     return root

@@ -181,6 +181,58 @@ def test_inference_names_an_unreadable_input(bundle, dataset, tmp_path):
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 
+def _infer_flow(bundle: str, root, tmp_path, **over) -> ConfigWorkflow:
+    """The bundle's own inference.json with a freshly initialised models/model.pt."""
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    nd = json.loads((REPO / "bundles" / bundle / "configs" / "inference.json").read_text())["spatial_dims"]
+    flow = ConfigWorkflow(workflow_type="infer", config_file=_cfg(bundle, "inference.json"), bundle_root=str(root),
+                          num_workers=0, output_dir=str(tmp_path / "out"), roi_size=[32] * nd, **VARIANT.get(bundle, {}),
+                          **over)
+    flow.initialize()
+    torch.save(flow.parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
+    return flow
+
+
+def _value_error(err) -> str:
+    cause = err.value
+    while cause is not None and not isinstance(cause, ValueError):
+        cause = cause.__cause__
+    assert cause is not None, err.value
+    return str(cause)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_inference_checks_channels_and_output_format_first(bundle, tmp_path):
+    two = str(tmp_path / "two_channel.nii.gz")
+    nib.save(nib.Nifti1Image(np.random.rand(20, 20, 6, 2).astype(np.float32), np.eye(4)), two)
+    flow = _infer_flow(bundle, tmp_path / "b1", tmp_path, input=two)
+    with pytest.raises(Exception) as err:
+        flow.run()
+    msg = _value_error(err)
+    assert two in msg and "2 image channel(s)" in msg and "--in_channels 2" in msg, msg
+    one = str(tmp_path / "one.nii.gz")
+    nib.save(nib.Nifti1Image(np.random.rand(20, 20, 6).astype(np.float32), np.eye(4)), one)
+    flow = _infer_flow(bundle, tmp_path / "b2", tmp_path, input=one, output_ext=".png")
+    with pytest.raises(Exception) as err:
+        flow.run()
+    assert "output_ext '.png' is not supported" in _value_error(err)
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_inference_keeps_a_single_slice_volume_3d(bundle, tmp_path):
+    # MONAI's SaveImaged squeeze_end_dims would write the (X, Y, 1) mask as 2D, losing the slice's position and
+    # thickness; the bundles' writers keep the axis
+    affine = np.array([[-0.9, 0, 0, 30.0], [0, 0.9, 0, -12.0], [0, 0, 4.0, 57.5], [0, 0, 0, 1]])
+    one = str(tmp_path / "slice.nii.gz")
+    nib.save(nib.Nifti1Image(np.random.rand(40, 36, 1).astype(np.float32), affine), one)
+    flow = _infer_flow(bundle, tmp_path / "b", tmp_path, input=one)
+    flow.run()
+    flow.finalize()
+    _check_seg_matches_input(str(tmp_path / "out" / "slice_seg.nii.gz"), one, 2)
+    assert nib.load(str(tmp_path / "out" / "slice_seg.nii.gz")).shape == (40, 36, 1)
+
+
 @pytest.mark.parametrize("bundle", BUNDLES)
 @pytest.mark.parametrize("configs", [("inference.json",), ("train.json", "evaluate.json")])
 def test_evaluate_and_infer_name_a_missing_model(bundle, configs, dataset, tmp_path):
