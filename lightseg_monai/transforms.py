@@ -38,6 +38,7 @@ __all__ = [
     "OUTPUT_EXTENSIONS",
     "atomic_path",
     "writer_for",
+    "window_size",
     "select_by_modality",
 ]
 
@@ -323,6 +324,30 @@ class AtomicITKWriter(_KeepSpatialAxes, ITKWriter):
             super().write(tmp, verbose=False, **kwargs)
         if verbose:  # MONAI's message, with the file's real name
             _writer_logger.info(f"writing: {filename}")
+
+
+def window_size(size, spatial_dims: int, name: str = "roi_size", volume: bool = False) -> list[int]:
+    """A bundle's ``patch_size`` / ``roi_size``, checked against ``spatial_dims`` before any data is read.
+
+    Args:
+        size: one size per spatial dim of the network.
+        spatial_dims: the network's spatial dims (2: the bundle trains on slices of the volumes, configs/2d.json).
+        name: the config id, for the message.
+        volume: return the size of the training crop from the volume: ``size`` in 3D, ``size + [1]`` (one slice) in 2D.
+
+    Raises:
+        ValueError: ``size`` does not have ``spatial_dims`` positive values (e.g. a 3D patch with configs/2d.json,
+            which MONAI's transforms would report as a sequence-length mismatch naming neither the id nor the config).
+    """
+    values = [int(v) for v in (size if isinstance(size, (list, tuple)) else [size])]
+    if len(values) != spatial_dims or min(values) < 1:
+        hint = (f", or use configs/{len(values)}d.json for a {len(values)}D network"
+                if len(values) in (2, 3) and len(values) != spatial_dims else "")
+        raise ValueError(
+            f"{name} {values} must have {spatial_dims} positive values for spatial_dims={spatial_dims}: set --{name} "
+            f"to {spatial_dims} values{hint}."
+        )
+    return values + [1] if volume and spatial_dims == 2 else values
 
 
 OUTPUT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")

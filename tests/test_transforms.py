@@ -215,3 +215,16 @@ def test_writer_for_checks_the_extension():
     for bad in (".png", ".mhd", ".xyz"):
         with pytest.raises(ValueError, match=r"output_ext .* is not supported for masks; use one of \.nii\.gz"):
             writer_for(bad)
+
+
+def test_window_size_checks_the_length_against_spatial_dims():
+    from lightseg_monai.transforms import window_size
+
+    assert window_size([96, 96, 96], 3) == [96, 96, 96] and window_size((64, 48), 2) == [64, 48]
+    assert window_size([64, 48], 2, "patch_size", volume=True) == [64, 48, 1]
+    assert window_size([32] * 3, 3, volume=True) == [32, 32, 32]
+    with pytest.raises(ValueError, match=r"patch_size \[96, 96, 96\] must have 2 positive values for spatial_dims=2: "
+                                         r"set --patch_size to 2 values, or use configs/3d.json for a 3D network"):
+        window_size([96, 96, 96], 2, "patch_size")
+    with pytest.raises(ValueError, match=r"roi_size \[0, 8\] must have 2 positive values"):
+        window_size([0, 8], 2)

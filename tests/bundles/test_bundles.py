@@ -128,6 +128,21 @@ def test_modality_selects_the_intensity_preprocessing(bundle, config, tmp_path):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
+def test_window_sizes_must_match_spatial_dims(bundle, dataset):
+    # a 3D patch with configs/2d.json failed inside MONAI's padding transform ("Sequence must have length 3, got 4")
+    for config, ids in (("train.json", ("train#dataset", "validate#inferer")), ("inference.json", ("inferer",))):
+        parser = ConfigParser()
+        parser.read_config(_cfg(bundle, config, "2d.json"))
+        parser.update({"dataset_dir": dataset, "patch_size": [32] * 3, "roi_size": [32] * 3})
+        for id_ in ids:
+            if id_ not in parser:
+                continue
+            with pytest.raises(Exception) as err:
+                parser.get_parsed_content(id_)
+            assert "must have 2 positive values for spatial_dims=2" in _value_error(err) and "configs/3d.json" in _value_error(err)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
 def test_lr_schedule_spans_the_trainer_max_epochs(bundle, tmp_path):
     # MONAI Label's BundleTrainTask overrides train#trainer#max_epochs, not the bundle's max_epochs variable: the
     # cosine schedule must span the epochs the trainer will run, whichever of the two was set
