@@ -3,7 +3,8 @@
 """Datalists for the bundles: MSD-style ``dataset.json`` files and inference inputs, checked with clear errors.
 
 A dataset directory holds ``dataset.json`` (Medical Segmentation Decathlon layout) whose ``training`` list has
-``{"image": ..., "label": ...}`` items with paths relative to the directory. A ``validation`` list is used when
+``{"image": ..., "label": ...}`` items with paths relative to the directory; an image may also be a list of files on one
+voxel grid, loaded as its channels (one file per MR sequence, say). A ``validation`` list is used when
 present; otherwise a fixed share of ``training`` is held out (deterministically, the last items after sorting).
 Images can be NIfTI, NRRD, MHA/MHD or DICOM series folders; MONAI's readers load them.
 """
@@ -107,9 +108,18 @@ def load_datalist(
                 raise ValueError(f"{path}: item {i} of '{name}' lacks {missing}.")
             new = dict(it)
             for k in need:
-                new[k] = os.path.normpath(os.path.join(dataset_dir, str(it[k])))
+                where = f"{path} ('{name}' item {i}, key '{k}')"
+                value = it[k]
+                # an image may be a list of files of one grid, one per channel (e.g. one file per MR sequence)
+                paths = value if k == "image" and isinstance(value, list) and value else [value]
+                if not all(isinstance(v, str) and v for v in paths):
+                    kind = "a path or a non-empty list of paths (one per channel)" if k == "image" else "a path"
+                    raise ValueError(f"{where}: must be {kind}, got {value!r}.")
+                full = [os.path.normpath(os.path.join(dataset_dir, os.path.expanduser(v))) for v in paths]
                 if check_files:
-                    _check_exists(new[k], f"{path} ('{name}' item {i}, key '{k}')")
+                    for f in full:
+                        _check_exists(f, where)
+                new[k] = full if isinstance(value, list) else full[0]
             out.append(new)
         return out
 

@@ -134,3 +134,25 @@ def test_inference_on_a_dataset_folder_without_test_cases(ds):
     os.makedirs(os.path.join(ds, "imagesTs"))
     shutil.copy(os.path.join(ds, "imagesTr", "case0.nii.gz"), os.path.join(ds, "imagesTs", "new.nii.gz"))
     assert [os.path.basename(d["image"]) for d in inference_datalist(ds)] == ["new.nii.gz"]
+
+
+def test_image_as_a_list_of_channel_files(ds):
+    # one file per channel (e.g. per MR sequence), loaded by MONAI's LoadImaged as the image's channels
+    def two_files(spec):
+        for it in spec["training"]:
+            it["image"] = [it["image"], it["image"]]
+
+    _edit(ds, two_files)
+    train = load_datalist(ds)
+    assert all(isinstance(d["image"], list) and len(d["image"]) == 2 and os.path.isabs(d["image"][1]) for d in train)
+    p = _edit(ds, lambda s: s["training"][1]["image"].__setitem__(1, "imagesTr/t2_missing.nii.gz"))
+    with pytest.raises(FileNotFoundError, match=r"'training' item 1, key 'image'\): .*t2_missing\.nii\.gz does not exist"):
+        load_datalist(ds)
+    for bad, match in (([], "non-empty list of paths"), ([None], "non-empty list of paths"), (None, "non-empty list")):
+        _edit(ds, lambda s, b=bad: s["training"][1].__setitem__("image", b))
+        with pytest.raises(ValueError, match=match) as err:
+            load_datalist(ds)
+        assert p in str(err.value)
+    _edit(ds, lambda s: s["training"][1].update(image="imagesTr/case1.nii.gz", label=None))
+    with pytest.raises(ValueError, match=r"key 'label'\): must be a path, got None"):
+        load_datalist(ds)

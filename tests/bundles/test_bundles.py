@@ -299,6 +299,42 @@ def test_train_and_infer_3d_config_workflow(bundle, dataset, tmp_path):
     assert not [p for p in os.listdir(tmp_path / "out") if p.startswith(".partial")]
 
 
+def test_two_channel_images_from_one_file_per_channel(tmp_path):
+    # dataset.json items whose image is a list of files (one per MR sequence, say): the channels of one image
+    data = make_dataset(str(tmp_path / "data"), n_train=2, n_val=1, n_test=0, shape=(36, 36, 10))
+    spec_path = os.path.join(data, "dataset.json")
+    spec = json.load(open(spec_path))
+    for item in spec["training"] + spec["validation"]:
+        img = nib.load(os.path.join(data, item["image"]))
+        second = item["image"].replace(".nii.gz", "_inverted.nii.gz")
+        nib.save(nib.Nifti1Image(-np.asarray(img.dataobj), img.affine), os.path.join(data, second))
+        item["image"] = [item["image"], second]
+    json.dump(spec, open(spec_path, "w"))
+    root = tmp_path / "bundle"
+    (root / "models").mkdir(parents=True)
+    over = dict(COMMON, **SMALL_2D, bundle_root=str(root), dataset_dir=data, in_channels=2)
+    train = ConfigWorkflow(workflow_type="train", config_file=_cfg("lgmsnet", "train.json", "2d.json"), **over)
+    train.initialize()
+    train.run()
+    train.finalize()
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert [v.shape[1] for k, v in state.items() if k.endswith("weight") and v.ndim == 4][0] == 2  # 2 input channels
+    out = tmp_path / "eval"
+    flow = ConfigWorkflow(workflow_type="infer", config_file=_cfg("lgmsnet", "train.json", "evaluate.json", "2d.json"),
+                          **dict(over, output_dir=str(out)))
+    flow.initialize()
+    flow.run()
+    flow.finalize()
+    _check_seg_matches_input(str(out / "case2_seg.nii.gz"), os.path.join(data, "imagesTr", "case2.nii.gz"), 2)
+    # the same data with in_channels 1 stops at the first image, naming it
+    bad = ConfigWorkflow(workflow_type="train", config_file=_cfg("lgmsnet", "train.json", "2d.json"),
+                         **dict(over, in_channels=1, bundle_root=str(tmp_path / "bad")))
+    bad.initialize()
+    with pytest.raises(Exception) as err:
+        bad.run()
+    assert "2 image channel(s)" in _value_error(err) and "case0.nii.gz" in _value_error(err)
+
+
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_cli_2d_train_evaluate_infer_resume(bundle, dataset, tmp_path):
     root = tmp_path / "bundle"
