@@ -17,9 +17,9 @@ import logging
 import os
 from collections.abc import Sequence
 
-from monai.data.utils import create_file_basename
+from monai.data.folder_layout import FolderLayout
 
-__all__ = ["IMAGE_EXTENSIONS", "load_datalist", "inference_datalist"]
+__all__ = ["IMAGE_EXTENSIONS", "MaskFolderLayout", "inference_datalist", "load_datalist", "mask_stem"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,23 @@ def load_datalist(
     return train[: len(train) - n_val]
 
 
+def mask_stem(path: str | Sequence[str]) -> str:
+    """The name a mask is given after its input (the bundles write ``<stem>_seg<ext>``): the file or folder name
+    without its image extension (any case: ``A.NII.GZ`` gives ``A``); for a list of channel files, the first one's.
+
+    MONAI's ``create_file_basename`` strips the last extension only, and ``.gz`` only in lower case: ``A.NII.GZ`` would
+    give ``A.NII``, and a DICOM folder ``MR.series`` would give ``MR``.
+    """
+    if not isinstance(path, str):
+        path = path[0]
+    name = os.path.basename(os.path.normpath(path))
+    lower = name.lower()
+    for ext in sorted(IMAGE_EXTENSIONS, key=len, reverse=True):
+        if lower.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return name
+
+
 def inference_datalist(source: str | Sequence[str]) -> list[dict]:
     """Inference inputs as ``[{"image": path}]``.
 
@@ -169,7 +186,7 @@ def inference_datalist(source: str | Sequence[str]) -> list[dict]:
     seen: dict[str, str] = {}
     for item in items:
         path = item["image"]
-        stem = os.path.basename(create_file_basename("", path, "", separate_folder=False, makedirs=False))
+        stem = mask_stem(path)
         if stem in seen and seen[stem] != path:
             raise ValueError(
                 f"inference inputs {seen[stem]} and {path} would both be written as {stem}_seg (masks are named "
@@ -216,3 +233,15 @@ def _inference_items(source: str | Sequence[str]) -> list[dict]:
             f"inference input {source} holds no image files ({', '.join(IMAGE_EXTENSIONS)}) or DICOM series folders."
         )
     return found
+
+
+class MaskFolderLayout(FolderLayout):
+    """MONAI's ``FolderLayout`` naming each file after :func:`mask_stem` of its input (``SaveImaged(folder_layout=...)``).
+
+    The rest is MONAI's: ``output_dir/[subject/]<stem>[_postfix][_idx][_key-value][ext]``.
+    """
+
+    def filename(self, subject="subject", idx=None, **kwargs):
+        # MONAI strips exactly one ".nii.gz" from this name, leaving the stem as it is (dots included)
+        stem = os.path.join(os.path.dirname(os.path.normpath(str(subject))), mask_stem(str(subject)) + ".nii.gz")
+        return super().filename(subject=stem, idx=idx, **kwargs)

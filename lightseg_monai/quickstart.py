@@ -163,6 +163,7 @@ def run_quickstart(
     from monai.bundle import ConfigWorkflow
     from monai.transforms import LoadImage
 
+    from lightseg_monai.data import mask_stem
     from lightseg_monai.overlay import save_overlay
     from lightseg_monai.sample_data import build_sample_dataset
 
@@ -310,11 +311,7 @@ def run_quickstart(
     labels = {d["image"]: d.get("label") for d in spec["validation"]}
     results = []
     for rel, path in zip([d["image"] for d in spec["validation"]] + [d["image"] for d in spec["test"]], inputs):
-        stem = Path(rel).name
-        for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".dcm"):
-            if stem.endswith(ext):
-                stem = stem[: -len(ext)]
-                break
+        stem = mask_stem(rel)
         seg_path = seg_dir / f"{stem}_seg.nii.gz"
         if not seg_path.is_file():
             raise RuntimeError(f"inference wrote no mask for {path} (expected {seg_path}).")

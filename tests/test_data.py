@@ -156,3 +156,25 @@ def test_image_as_a_list_of_channel_files(ds):
     _edit(ds, lambda s: s["training"][1].update(image="imagesTr/case1.nii.gz", label=None))
     with pytest.raises(ValueError, match=r"key 'label'\): must be a path, got None"):
         load_datalist(ds)
+
+
+def test_mask_names_strip_the_image_extension_in_any_case(tmp_path):
+    from lightseg_monai.data import MaskFolderLayout, mask_stem
+
+    assert mask_stem("/d/A.NII.GZ") == "A" and mask_stem("b.nii") == "b" and mask_stem("/d/x.001.nii.gz") == "x.001"
+    assert mask_stem("/d/scan.Nrrd") == "scan" and mask_stem("/dicom/MR.series/") == "MR.series"
+    assert mask_stem(["/d/t1.mha", "/d/t2.mha"]) == "t1" and mask_stem(".nii") == ".nii"
+    layout = MaskFolderLayout(output_dir=str(tmp_path), postfix="seg", extension=".nrrd", parent=False)
+    assert layout.filename("/in/F_UPPER.NII.GZ") == str(tmp_path / "F_UPPER_seg.nrrd")
+    assert layout.filename("/in/MR.series") == str(tmp_path / "MR.series_seg.nrrd")
+    # the collision check uses the same names
+    src = tmp_path / "in"
+    src.mkdir()
+    import nibabel as nib
+    import numpy as np
+
+    for name in ("CASE.NII.GZ", "case.nii.gz"):
+        nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.float32), np.eye(4)), str(src / name))
+    (src / "CASE.nrrd").write_bytes(b"NRRD0004\n")
+    with pytest.raises(ValueError, match=r"CASE\.NII\.GZ and .*CASE\.nrrd would both be written as CASE_seg"):
+        inference_datalist(str(src))
