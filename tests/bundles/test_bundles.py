@@ -40,12 +40,18 @@ def _cfg(bundle: str, *names: str) -> list[str]:
 def _cli(bundle: str, verb: str, *args: str, overrides: dict | None = None, timeout: int = 600, torchrun: bool = False):
     cmd = [sys.executable, "-m", "monai.bundle", verb, *args]
     if torchrun:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "monai.bundle", verb, *args]
     for k, v in (overrides or {}).items():
         cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, cwd=REPO / "bundles" / bundle, env=env, capture_output=True, text=True, timeout=timeout)
+    log = res.stdout + res.stderr
+    if torchrun and res.returncode != 0 and "terminate called without an active exception" in log \
+            and "Engine run finished" in log:
+        # a rank aborting in torch's C++ teardown after the workflow has finished (seen about once in 50 CPU runs with
+        # gloo, torch 2.13, after finalize's barrier and destroy_process_group): run it once more, the same way
+        res = subprocess.run(cmd, cwd=REPO / "bundles" / bundle, env=env, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, f"{' '.join(cmd)}\nSTDOUT:\n{res.stdout[-4000:]}\nSTDERR:\n{res.stderr[-6000:]}"
     return res
 
@@ -239,13 +245,14 @@ def test_inference_keeps_a_single_slice_volume_3d(bundle, tmp_path):
     # MONAI's SaveImaged squeeze_end_dims would write the (X, Y, 1) mask as 2D, losing the slice's position and
     # thickness; the bundles' writers keep the axis
     affine = np.array([[-0.9, 0, 0, 30.0], [0, 0.9, 0, -12.0], [0, 0, 4.0, 57.5], [0, 0, 0, 1]])
-    one = str(tmp_path / "slice.nii.gz")
+    one = str(tmp_path / "Slice.NII.GZ")  # upper case: MONAI alone would name the mask Slice.NII_seg
     nib.save(nib.Nifti1Image(np.random.rand(40, 36, 1).astype(np.float32), affine), one)
     flow = _infer_flow(bundle, tmp_path / "b", tmp_path, input=one)
     flow.run()
     flow.finalize()
-    _check_seg_matches_input(str(tmp_path / "out" / "slice_seg.nii.gz"), one, 2)
-    assert nib.load(str(tmp_path / "out" / "slice_seg.nii.gz")).shape == (40, 36, 1)
+    assert os.listdir(tmp_path / "out") == ["Slice_seg.nii.gz"]
+    _check_seg_matches_input(str(tmp_path / "out" / "Slice_seg.nii.gz"), one, 2)
+    assert nib.load(str(tmp_path / "out" / "Slice_seg.nii.gz")).shape == (40, 36, 1)
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
