@@ -125,20 +125,27 @@ def load_datalist(
 
     if split == "test":
         return items("test")
-    if not spec.get("training"):
-        close = difflib.get_close_matches("training", [str(k) for k in spec], n=1, cutoff=0.6)
-        hint = f" (is {close[0]!r} meant to be 'training'?)" if close and close[0] != "training" else ""
-        state = "is empty" if "training" in spec else f"is missing{hint}; the file has {sorted(map(str, spec))}"
-        raise ValueError(
-            f"{path}: the 'training' list {state}. Training and evaluation need a 'training' list of "
-            '{"image": ..., "label": ...} items with paths relative to the folder.'
-        )
-    if "validation" in spec:
-        if not spec["validation"]:
+    has_val = "validation" in spec
+    if split == "training" or not has_val:  # evaluation of a validation list needs no training list
+        if not spec.get("training"):
+            close = difflib.get_close_matches("training", [str(k) for k in spec], n=1, cutoff=0.6)
+            hint = f" (is {close[0]!r} meant to be 'training'?)" if close and close[0] != "training" else ""
+            if "training" not in spec:
+                state = f"is missing{hint}; the file has {sorted(map(str, spec))}"
+            else:
+                state = "is null" if spec["training"] is None else "is empty"
             raise ValueError(
-                f"{path}: the 'validation' list is empty, so training would never validate and never write "
-                "models/model.pt. List validation cases under 'validation', or remove the key to hold out "
-                f"{val_fraction:.0%} of the 'training' cases."
+                f"{path}: the 'training' list {state}. Training needs a 'training' list of "
+                '{"image": ..., "label": ...} items with paths relative to the folder'
+                + (" (evaluation needs it, or a 'validation' list)." if split == "validation" else ".")
+            )
+    if has_val:
+        if not spec["validation"]:
+            state = "null" if spec["validation"] is None else "empty"
+            raise ValueError(
+                f"{path}: the 'validation' list is {state}, so training would never validate and never write "
+                "models/model.pt, and evaluation would have nothing to score. List validation cases under "
+                f"'validation', or remove the key to hold out {val_fraction:.0%} of the 'training' cases."
             )
         return items(split)
     train = sorted(items("training"), key=lambda d: d["image"])
@@ -175,7 +182,8 @@ def inference_datalist(source: str | Sequence[str]) -> list[dict]:
 
     ``source`` may be: an image file; a DICOM series folder; a folder of image files and/or DICOM series folders; a
     dataset folder with ``dataset.json`` (its "test" list, else its ``imagesTs`` folder; a ValueError if it has
-    neither); or a list of any of these.
+    neither); or a list of any of these, in which a nested list is one case given as its channel files
+    (``[["c1_t1.nii.gz", "c1_t2.nii.gz"], "c2.nii.gz"]``).
 
     Raises:
         ValueError: two inputs would be written to the same output file: the bundles name a mask after its input,
@@ -201,7 +209,16 @@ def _inference_items(source: str | Sequence[str]) -> list[dict]:
     if not isinstance(source, str):
         out: list[dict] = []
         for s in source:
-            out.extend(_inference_items(s))
+            if isinstance(s, (list, tuple)):  # one case given as its channel files
+                files = [_inference_items(f) for f in s]
+                if not files or any(len(f) != 1 or not os.path.isfile(f[0]["image"]) for f in files):
+                    raise ValueError(
+                        f"inference input {list(s)}: a nested list is one case's channel files, one image file per "
+                        "channel (not folders, not an empty list)."
+                    )
+                out.append({"image": [f[0]["image"] for f in files]})
+            else:
+                out.extend(_inference_items(s))
         return out
     src = os.path.abspath(os.path.expanduser(source))
     if not os.path.exists(src):

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import tempfile
@@ -27,7 +28,10 @@ from monai.data import ITKWriter, NibabelWriter
 from monai.data.image_writer import logger as _writer_logger
 from monai.transforms import LoadImaged as _MonaiLoadImaged
 from monai.transforms import MapTransform
+from monai.transforms import SaveImaged as _MonaiSaveImaged
 from monai.transforms import Spacingd as _MonaiSpacingd
+
+from lightseg_monai.data import MaskFolderLayout
 
 __all__ = [
     "Spacingd",
@@ -38,6 +42,7 @@ __all__ = [
     "OUTPUT_EXTENSIONS",
     "atomic_path",
     "writer_for",
+    "SaveImaged",
     "window_size",
     "select_by_modality",
 ]
@@ -199,8 +204,9 @@ class CheckImageLabeld(MapTransform):
             raise ValueError(
                 f"{_source(image)}: {shape[0]} image channel(s) (channels first: {shape}), but the network takes "
                 f"in_channels={self.in_channels}. Set --in_channels {shape[0]} (and train with it: a model.pt trained "
-                "with another value does not load), or convert the images (e.g. one modality per file, or drop the "
-                "alpha channel)."
+                "with another value does not load), or give each case all its channels: one 4D file, or a list of "
+                "files, one per channel (dataset.json \"image\": [...], its \"test\" list or --input '[[\"t1\", \"t2\"]]' "
+                "at inference)."
             )
 
     def _check(self, image: torch.Tensor, label: torch.Tensor) -> None:
@@ -330,24 +336,52 @@ def window_size(size, spatial_dims: int, name: str = "roi_size", volume: bool = 
     """A bundle's ``patch_size`` / ``roi_size``, checked against ``spatial_dims`` before any data is read.
 
     Args:
-        size: one size per spatial dim of the network.
+        size: one size per spatial dim of the network, or one int for all of them. As in MONAI's croppers and
+            inferers, a value below 1 means the input's whole size along that axis.
         spatial_dims: the network's spatial dims (2: the bundle trains on slices of the volumes, configs/2d.json).
         name: the config id, for the message.
         volume: return the size of the training crop from the volume: ``size`` in 3D, ``size + [1]`` (one slice) in 2D.
 
     Raises:
-        ValueError: ``size`` does not have ``spatial_dims`` positive values (e.g. a 3D patch with configs/2d.json,
+        ValueError: ``size`` is a sequence without ``spatial_dims`` values (e.g. a 3D patch with configs/2d.json,
             which MONAI's transforms would report as a sequence-length mismatch naming neither the id nor the config).
     """
-    values = [int(v) for v in (size if isinstance(size, (list, tuple)) else [size])]
-    if len(values) != spatial_dims or min(values) < 1:
+    if isinstance(size, (list, tuple)):
+        values = [int(v) for v in size]
+    else:
+        values = [int(size)] * spatial_dims
+    if len(values) != spatial_dims:
         hint = (f", or use configs/{len(values)}d.json for a {len(values)}D network"
-                if len(values) in (2, 3) and len(values) != spatial_dims else "")
+                if len(values) in (2, 3) else "")
         raise ValueError(
-            f"{name} {values} must have {spatial_dims} positive values for spatial_dims={spatial_dims}: set --{name} "
-            f"to {spatial_dims} values{hint}."
+            f"{name} {values} must have {spatial_dims} values for spatial_dims={spatial_dims}: set --{name} to "
+            f"{spatial_dims} values (or one number for all){hint}."
         )
     return values + [1] if volume and spatial_dims == 2 else values
+
+
+class SaveImaged(_MonaiSaveImaged):
+    """``monai.transforms.SaveImaged`` that names each mask after :func:`lightseg_monai.data.mask_stem` of its input.
+
+    The same arguments as MONAI's (``output_dir``, ``output_postfix``, ``output_ext``, ``separate_folder``,
+    ``data_root_dir`` keep their meaning); without a ``folder_layout`` of its own it uses a
+    :class:`lightseg_monai.data.MaskFolderLayout` built from them, so ``A.NII.GZ`` gives ``A_seg`` (MONAI: ``A.NII_seg``).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        bound = inspect.signature(_MonaiSaveImaged.__init__).bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        if a["folder_layout"] is None:
+            self.saver.folder_layout = MaskFolderLayout(
+                output_dir=a["output_dir"],
+                postfix=a["output_postfix"],
+                extension=self.saver.output_ext,
+                parent=a["separate_folder"],
+                makedirs=True,
+                data_root_dir=a["data_root_dir"],
+            )
 
 
 OUTPUT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")

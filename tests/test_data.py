@@ -100,10 +100,12 @@ def _edit(ds, fn):
 
 def test_training_list_missing_misspelled_or_empty(ds):
     p = _edit(ds, lambda s: s.__setitem__("trainig", s.pop("training")))
-    for split in ("training", "validation"):
-        with pytest.raises(ValueError, match=r"the 'training' list is missing \(is 'trainig' meant to be 'training'\?\)") as err:
-            load_datalist(ds, split)
-        assert p in str(err.value)
+    with pytest.raises(ValueError, match=r"the 'training' list is missing \(is 'trainig' meant to be 'training'\?\)") as err:
+        load_datalist(ds, "training")
+    assert p in str(err.value)
+    _edit(ds, lambda s: s.pop("validation"))  # without a validation list, validation is held out of 'training'
+    with pytest.raises(ValueError, match=r"'training' list is missing .*evaluation needs it, or a 'validation' list"):
+        load_datalist(ds, "validation")
     _edit(ds, lambda s: (s.pop("trainig"), s.__setitem__("training", [])))
     with pytest.raises(ValueError, match="the 'training' list is empty"):
         load_datalist(ds)
@@ -112,8 +114,25 @@ def test_training_list_missing_misspelled_or_empty(ds):
 
 def test_empty_validation_list_is_an_error(ds):
     _edit(ds, lambda s: s.__setitem__("validation", []))
-    with pytest.raises(ValueError, match="'validation' list is empty.*never write models/model.pt.*remove the key"):
+    for split in ("training", "validation"):
+        with pytest.raises(ValueError, match="'validation' list is empty.*never write models/model.pt.*remove the key"):
+            load_datalist(ds, split)
+    _edit(ds, lambda s: s.__setitem__("validation", None))
+    with pytest.raises(ValueError, match="'validation' list is null"):
+        load_datalist(ds, "validation")
+    _edit(ds, lambda s: (s.pop("validation"), s.__setitem__("training", None)))
+    with pytest.raises(ValueError, match="'training' list is null"):
         load_datalist(ds, "training")
+
+
+def test_evaluation_of_a_validation_list_needs_no_training_list(ds):
+    # a dataset.json holding only cases to score: evaluate.json reads 'validation' alone
+    _edit(ds, lambda s: s.pop("training"))
+    assert len(load_datalist(ds, "validation")) == 1
+    with pytest.raises(ValueError, match="the 'training' list is missing"):
+        load_datalist(ds, "training")
+    _edit(ds, lambda s: s.__setitem__("training", []))
+    assert len(load_datalist(ds, "validation")) == 1
 
 
 def test_single_training_case_is_also_validation_with_a_warning(ds, caplog):
@@ -178,3 +197,14 @@ def test_mask_names_strip_the_image_extension_in_any_case(tmp_path):
     (src / "CASE.nrrd").write_bytes(b"NRRD0004\n")
     with pytest.raises(ValueError, match=r"CASE\.NII\.GZ and .*CASE\.nrrd would both be written as CASE_seg"):
         inference_datalist(str(src))
+
+
+def test_inference_input_nested_list_is_one_case_of_channel_files(ds, tmp_path):
+    t1, t2 = (os.path.join(ds, "imagesTr", f"case{i}.nii.gz") for i in (0, 1))
+    other = os.path.join(ds, "imagesTs", "test0.nii.gz")
+    assert inference_datalist([[t1, t2], other]) == [{"image": [t1, t2]}, {"image": other}]
+    for bad in ([[]], [[t1, os.path.join(ds, "imagesTr")]]):
+        with pytest.raises(ValueError, match="a nested list is one case's channel files"):
+            inference_datalist(bad)
+    with pytest.raises(ValueError, match="would both be written as case0_seg"):
+        inference_datalist([[t1, t2], t1])

@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
 from monai.transforms import LoadImaged
 from monai.transforms import Spacingd as MonaiSpacingd
 
@@ -223,8 +224,29 @@ def test_window_size_checks_the_length_against_spatial_dims():
     assert window_size([96, 96, 96], 3) == [96, 96, 96] and window_size((64, 48), 2) == [64, 48]
     assert window_size([64, 48], 2, "patch_size", volume=True) == [64, 48, 1]
     assert window_size([32] * 3, 3, volume=True) == [32, 32, 32]
-    with pytest.raises(ValueError, match=r"patch_size \[96, 96, 96\] must have 2 positive values for spatial_dims=2: "
-                                         r"set --patch_size to 2 values, or use configs/3d.json for a 3D network"):
+    # as MONAI takes them: one number for every axis, and a value below 1 for the input's whole size
+    assert window_size(32, 3) == [32, 32, 32] and window_size(32, 2, volume=True) == [32, 32, 1]
+    assert window_size([32, 32, -1], 3) == [32, 32, -1]
+    with pytest.raises(ValueError, match=r"patch_size \[96, 96, 96\] must have 2 values for spatial_dims=2: "
+                                         r"set --patch_size to 2 values \(or one number for all\), or use "
+                                         r"configs/3d.json for a 3D network"):
         window_size([96, 96, 96], 2, "patch_size")
-    with pytest.raises(ValueError, match=r"roi_size \[0, 8\] must have 2 positive values"):
-        window_size([0, 8], 2)
+    with pytest.raises(ValueError, match=r"roi_size \[8\] must have 2 values"):
+        window_size([8], 2)
+
+
+def test_save_imaged_names_masks_without_the_extension_and_keeps_monai_arguments(tmp_path):
+    from lightseg_monai.transforms import SaveImaged
+
+    affine = torch.diag(torch.tensor([1.5, 1.5, 2.0, 1.0], dtype=torch.float64))
+    src = tmp_path / "in" / "Case.V2.NII.GZ"
+
+    def save(**kwargs):
+        pred = MetaTensor(torch.ones(1, 6, 5, 4), affine=affine, meta={"filename_or_obj": str(src)})
+        SaveImaged("pred", output_dtype=np.uint8, print_log=False, **kwargs)({"pred": pred})
+
+    save(output_dir=str(tmp_path / "a"), output_postfix="seg", separate_folder=False)
+    assert os.listdir(tmp_path / "a") == ["Case.V2_seg.nii.gz"]  # MONAI alone: Case.V2.NII_seg.nii.gz
+    save(output_dir=str(tmp_path / "b"), output_postfix="mask", output_ext=".nrrd", separate_folder=True,
+         data_root_dir=str(tmp_path))
+    assert (tmp_path / "b" / "in" / "Case.V2" / "Case.V2_mask.nrrd").is_file()

@@ -145,7 +145,7 @@ def test_window_sizes_must_match_spatial_dims(bundle, dataset):
                 continue
             with pytest.raises(Exception) as err:
                 parser.get_parsed_content(id_)
-            assert "must have 2 positive values for spatial_dims=2" in _value_error(err) and "configs/3d.json" in _value_error(err)
+            assert "must have 2 values for spatial_dims=2" in _value_error(err) and "configs/3d.json" in _value_error(err)
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -333,6 +333,24 @@ def test_two_channel_images_from_one_file_per_channel(tmp_path):
     flow.run()
     flow.finalize()
     _check_seg_matches_input(str(out / "case2_seg.nii.gz"), os.path.join(data, "imagesTr", "case2.nii.gz"), 2)
+    # evaluation of a dataset.json that lists only the cases to score
+    json.dump({"validation": spec["validation"]}, open(spec_path, "w"))
+    flow = ConfigWorkflow(workflow_type="infer", config_file=_cfg("lgmsnet", "train.json", "evaluate.json", "2d.json"),
+                          **dict(over, output_dir=str(tmp_path / "eval_only")))
+    flow.initialize()
+    flow.run()
+    flow.finalize()
+    assert len(list(csv.reader(open(tmp_path / "eval_only" / "val_mean_dice_raw.csv")))) == 2  # header + case2
+    json.dump(spec, open(spec_path, "w"))
+    # inference on a case given as its channel files (a nested list: --input '[["t1", "t2"]]')
+    files = [os.path.join(data, f) for f in spec["validation"][0]["image"]]
+    infer = ConfigWorkflow(workflow_type="infer", config_file=_cfg("lgmsnet", "inference.json", "2d.json"),
+                           bundle_root=str(root), input=[files], in_channels=2, roi_size=SMALL_2D["roi_size"],
+                           num_workers=0, output_dir=str(tmp_path / "infer"))
+    infer.initialize()
+    infer.run()
+    infer.finalize()
+    assert os.listdir(tmp_path / "infer") == ["case2_seg.nii.gz"]
     # the same data with in_channels 1 stops at the first image, naming it
     bad = ConfigWorkflow(workflow_type="train", config_file=_cfg("lgmsnet", "train.json", "2d.json"),
                          **dict(over, in_channels=1, bundle_root=str(tmp_path / "bad")))
