@@ -1,0 +1,89 @@
+# Copyright (c) lightseg_monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Host memory reuse on CPU runs: freed tensor memory comes back without page faults; GPU runs are left alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from monai.bundle import ConfigParser
+
+from lightseg_monai.utils import host_memory
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLES = sorted(p.name for p in (REPO / "bundles").iterdir() if (p / "configs" / "train.json").is_file())
+
+# a fresh process: the test process itself may already have had the setting applied by a bundle test
+_PROBE = """
+import resource, sys, torch
+from lightseg_monai.utils import reuse_host_memory
+
+def faults():
+    # 64 MiB tensors, above glibc's largest dynamic mmap threshold (32 MiB): allocated, written, freed, twenty times
+    x = torch.empty(64 * 2**20, dtype=torch.uint8); x.fill_(1); del x
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        x = torch.empty(64 * 2**20, dtype=torch.uint8); x.fill_(1); del x
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+before = faults()
+applied = reuse_host_memory(sys.argv[1], enabled=sys.argv[2] == "on")
+print(before, applied, faults())
+"""
+
+
+def _probe(device: str, enabled: str) -> tuple[int, bool, int]:
+    res = subprocess.run([sys.executable, "-c", _PROBE, device, enabled], capture_output=True, text=True, timeout=120,
+                         cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    before, applied, after = res.stdout.split()
+    return int(before), applied == "True", int(after)
+
+
+@pytest.mark.skipif(host_memory._glibc() is None, reason="glibc's allocator only")
+def test_cpu_run_reuses_freed_memory_without_page_faults():
+    before, applied, after = _probe("cpu", "on")
+    # each 64 MiB block freshly mapped costs one fault per 4 KiB page it touches: about 16,384 per block
+    assert before > 20 * 8_000, before
+    assert applied
+    # at most one block's first touch after the switch; none per allocation
+    assert after < before / 5, (before, after)
+
+
+@pytest.mark.skipif(host_memory._glibc() is None, reason="glibc's allocator only")
+@pytest.mark.parametrize("device, enabled", [("cuda:0", "on"), ("cpu", "off")])
+def test_gpu_runs_and_disabled_leave_the_allocator_alone(device, enabled):
+    before, applied, after = _probe(device, enabled)
+    assert not applied
+    assert after > before / 2, (before, after)
+
+
+def test_not_glibc_is_a_no_op(monkeypatch):
+    monkeypatch.setattr(host_memory, "_glibc", lambda: None)
+    monkeypatch.setattr(host_memory, "_applied", False)
+    assert host_memory.reuse_host_memory("cpu") is False
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_bundles_apply_it_on_cpu_with_one_window_per_batch(bundle):
+    # train, evaluate, inference and the multi-GPU configs run reuse_host_memory(@device, @reuse_host_memory) first
+    # thing; 3D sliding windows go one at a time on the CPU (faster and less memory there), four at a time on a GPU;
+    # 2D keeps four slices per batch on either
+    call = "$lightseg_monai.utils.reuse_host_memory(@device, @reuse_host_memory)"
+    configs = REPO / "bundles" / bundle / "configs"
+    for stack in (["train.json"], ["train.json", "evaluate.json"], ["inference.json"],
+                  ["train.json", "multi_gpu_train.json"], ["train.json", "evaluate.json", "multi_gpu_evaluate.json"]):
+        parser = ConfigParser()
+        parser.read_config([str(configs / n) for n in stack])
+        assert call in parser["initialize"], stack
+        assert parser.get_parsed_content("reuse_host_memory") is True
+    for config in ("train.json", "inference.json"):
+        for device, extra, expected in (("cpu", None, 1), ("cuda:0", None, 4), ("cpu", "2d.json", 4),
+                                        ("cuda:0", "2d.json", 4)):
+            parser = ConfigParser()
+            parser.read_config([str(configs / config)] + ([str(configs / extra)] if extra else []))
+            parser["device"] = f"$torch.device('{device}')"
+            assert parser.get_parsed_content("sw_batch_size") == expected, (config, device, extra)
