@@ -180,9 +180,11 @@ def mask_stem(path: str | Sequence[str]) -> str:
 def inference_datalist(source: str | Sequence[str]) -> list[dict]:
     """Inference inputs as ``[{"image": path}]``.
 
-    ``source`` may be: an image file; a DICOM series folder; a folder of image files and/or DICOM series folders; a
-    dataset folder with ``dataset.json`` (its "test" list, else its ``imagesTs`` folder; a ValueError if it has
-    neither); or a list of any of these, in which a nested list is one case given as its channel files
+    ``source`` may be: an image file; a DICOM series folder; a folder of image files and/or DICOM series folders
+    (a file named as the mask of an image beside it, ``X_seg.nii.gz`` beside ``X.nii.gz``, is left out with a
+    warning: the bundles' own output naming); a dataset folder with ``dataset.json`` (its "test" list, else its
+    ``imagesTs`` folder; a ValueError if it has neither); a folder without ``dataset.json`` whose images are in its
+    ``imagesTs`` folder; or a list of any of these, in which a nested list is one case given as its channel files
     (``[["c1_t1.nii.gz", "c1_t2.nii.gz"], "c2.nii.gz"]``).
 
     Raises:
@@ -244,12 +246,30 @@ def _inference_items(source: str | Sequence[str]) -> list[dict]:
     for name in sorted(os.listdir(src)):
         full = os.path.join(src, name)
         if (os.path.isfile(full) and _is_image_file(full) and not name.startswith(".")) or _is_dicom_dir(full):
-            found.append({"image": full})
+            found.append(full)
     if not found:
-        raise ValueError(
-            f"inference input {source} holds no image files ({', '.join(IMAGE_EXTENSIONS)}) or DICOM series folders."
+        if os.path.isdir(os.path.join(src, "imagesTs")):  # an MSD-style folder without its dataset.json
+            return _inference_items(os.path.join(src, "imagesTs"))
+        hint = (
+            " It looks like a training folder (imagesTr / labelsTr): pass the images to segment, or a folder of them."
+            if os.path.isdir(os.path.join(src, "imagesTr")) or os.path.isdir(os.path.join(src, "labelsTr"))
+            else ""
         )
-    return found
+        raise ValueError(
+            f"inference input {source} holds no image files ({', '.join(IMAGE_EXTENSIONS)}) or DICOM series "
+            f"folders.{hint}"
+        )
+    # X_seg.<ext> beside X.<ext> is X's mask (the bundles' own output naming, and a common one for labels):
+    # segmenting it as an image would write X_seg_seg. Such files are left out, and said so.
+    stems = {mask_stem(f) for f in found}
+    masks = [f for f in found if mask_stem(f).endswith("_seg") and mask_stem(f)[: -len("_seg")] in stems]
+    if masks:
+        logger.warning(
+            "inference input %s: left out %d file(s) named as the mask of an image beside them (%s); pass such a "
+            "file on its own to segment it.", source, len(masks), ", ".join(os.path.basename(m) for m in masks[:5])
+            + (", ..." if len(masks) > 5 else ""),
+        )
+    return [{"image": f} for f in found if f not in masks]
 
 
 class MaskFolderLayout(FolderLayout):

@@ -222,9 +222,10 @@ def run_quickstart(
         "pixdim": [pixdim] * 3,
         "roi_size": roi,
         "num_workers": num_workers,
-        "sw_batch_size": 2,
         "overlap": 0.25,
     }
+    if spatial_dims == 2:  # 3D: the bundle's default, one window at a time on the CPU (faster there), four on a GPU
+        common["sw_batch_size"] = 2
     if device is not None:
         common["device"] = f"$torch.device('{device}')"
     common.update(overrides or {})

@@ -9,7 +9,7 @@ Usage::
 
 Each bundle is copied to a temporary folder with a ``models/model.pt`` of its network's seeded initial weights (the
 timings do not depend on what the weights learned), then ``python -m monai.bundle run --config_file
-configs/inference.json`` segments ``VOLUME`` on the CPU in a child process, once per variant; the child's resource
+configs/inference.json`` (with ``configs/2d.json`` or ``configs/3d.json``) segments ``VOLUME`` on the CPU in a child process, once per variant; the child's resource
 usage (``os.wait4``) gives its user and system CPU time, peak resident set size and minor page faults. Variants are
 command-line overrides of the bundle:
 
@@ -65,7 +65,7 @@ def _prepare(bundle: str, work: Path, spatial_dims: int) -> Path:
 
 
 def _run(bundle_dir: Path, volume: str, out: Path, extra: list[str], spatial_dims: int) -> dict:
-    configs = "configs/inference.json" if spatial_dims == 3 else "['configs/inference.json','configs/2d.json']"
+    configs = f"['configs/inference.json','configs/{spatial_dims}d.json']"  # three bundles default to 2D
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs, "--input", volume,
            "--output_dir", str(out), "--sw_progress", "false", "--device", "$torch.device('cpu')", *extra]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))

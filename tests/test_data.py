@@ -71,6 +71,36 @@ def test_inference_inputs(ds, tmp_path):
         inference_datalist(str(empty))
 
 
+def test_a_folder_of_images_leaves_out_the_masks_beside_them(ds, tmp_path, caplog):
+    # the bundles write X_seg beside nothing, but users put masks next to their images (or run inference on a folder
+    # that already holds an earlier run's masks): X_seg.nii.gz beside X.nii.gz is X's mask, not an image to segment
+    src = os.path.join(ds, "imagesTs", "test0.nii.gz")
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("a.nii.gz", "a_seg.nii.gz", "b.nrrd", "B_seg.nii.gz", "lone_seg.nii.gz", "c.NII.GZ", "c_seg.mha"):
+        shutil.copy(src, folder / name)
+    with caplog.at_level("WARNING", logger="lightseg_monai.data"):
+        items = inference_datalist(str(folder))
+    names = sorted(os.path.basename(i["image"]) for i in items)
+    # a_seg (beside a) and c_seg (beside c, any extension or case) are masks; B_seg has no 'B' image beside it (names
+    # are case-sensitive on Linux) and lone_seg none at all: both are segmented
+    assert names == ["B_seg.nii.gz", "a.nii.gz", "b.nrrd", "c.NII.GZ", "lone_seg.nii.gz"], names
+    assert "left out 2 file(s)" in caplog.text and "a_seg.nii.gz" in caplog.text and "c_seg.mha" in caplog.text
+    # named on its own, a mask file is an input like any other
+    assert inference_datalist(str(folder / "a_seg.nii.gz")) == [{"image": str(folder / "a_seg.nii.gz")}]
+
+
+def test_an_msd_folder_without_dataset_json(ds, tmp_path):
+    # imagesTs is where its images to segment are; a training-only folder gets a hint instead of a bare "no images"
+    msd = tmp_path / "msd"
+    shutil.copytree(ds, msd)
+    os.remove(msd / "dataset.json")
+    assert inference_datalist(str(msd)) == [{"image": str(msd / "imagesTs" / "test0.nii.gz")}]
+    shutil.rmtree(msd / "imagesTs")
+    with pytest.raises(ValueError, match="holds no image files.*training folder \\(imagesTr / labelsTr\\)"):
+        inference_datalist(str(msd))
+
+
 def test_inference_inputs_that_would_share_an_output_name(ds, tmp_path):
     # masks are named <input name>_seg in one output folder: x.nii.gz and x.nrrd, or a/x and b/x, would overwrite
     src = os.path.join(ds, "imagesTs", "test0.nii.gz")

@@ -71,7 +71,7 @@ def test_not_glibc_is_a_no_op(monkeypatch):
 def test_bundles_apply_it_on_cpu_with_one_window_per_batch(bundle):
     # train, evaluate, inference and the multi-GPU configs run reuse_host_memory(@device, @reuse_host_memory) first
     # thing; 3D sliding windows go one at a time on the CPU (faster and less memory there), four at a time on a GPU;
-    # 2D keeps four slices per batch on either
+    # 2D keeps four slices per batch on either (whichever the bundle's own default dimension is)
     call = "$lightseg_monai.utils.reuse_host_memory(@device, @reuse_host_memory)"
     configs = REPO / "bundles" / bundle / "configs"
     for stack in (["train.json"], ["train.json", "evaluate.json"], ["inference.json"],
@@ -81,9 +81,10 @@ def test_bundles_apply_it_on_cpu_with_one_window_per_batch(bundle):
         assert call in parser["initialize"], stack
         assert parser.get_parsed_content("reuse_host_memory") is True
     for config in ("train.json", "inference.json"):
-        for device, extra, expected in (("cpu", None, 1), ("cuda:0", None, 4), ("cpu", "2d.json", 4),
+        for device, extra, expected in (("cpu", "3d.json", 1), ("cuda:0", "3d.json", 4), ("cpu", "2d.json", 4),
                                         ("cuda:0", "2d.json", 4)):
             parser = ConfigParser()
-            parser.read_config([str(configs / config)] + ([str(configs / extra)] if extra else []))
-            parser["device"] = f"$torch.device('{device}')"
-            assert parser.get_parsed_content("sw_batch_size") == expected, (config, device, extra)
+            parser.read_config([str(configs / config), str(configs / extra)])
+            for given in (f"$torch.device('{device}')", device):  # --device cpu on the command line: a string
+                parser["device"] = given
+                assert parser.get_parsed_content("sw_batch_size") == expected, (config, given, extra)
