@@ -9,15 +9,17 @@ Usage::
 
 Each bundle is copied to a temporary folder with a ``models/model.pt`` of its network's seeded initial weights (the
 timings do not depend on what the weights learned), then ``python -m monai.bundle run --config_file
-configs/inference.json`` (with ``configs/2d.json`` or ``configs/3d.json``) segments ``VOLUME`` on the CPU in a child process, once per variant; the child's resource
-usage (``os.wait4``) gives its user and system CPU time, peak resident set size and minor page faults. Variants are
-command-line overrides of the bundle:
+configs/inference.json`` (with ``configs/2d.json`` or ``configs/3d.json``) segments ``VOLUME`` on the CPU in a
+child process, once per variant; the child's resource usage (``os.wait4``) gives its user and system CPU time, peak
+resident set size (of the largest single process) and minor page faults, and /proc sampled every 0.2 s the peak of the
+summed resident memory of the child and its DataLoader workers. Variants are command-line overrides of the bundle:
 
 - ``default``: the bundle as it is;
 - ``no_reuse``: ``--reuse_host_memory false`` (glibc's allocator left as it is);
+- ``sw1``: ``--sw_batch_size 1``;
 - ``sw4``: ``--sw_batch_size 4``;
-- ``previous``: both, the bundles' CPU settings before ``reuse_host_memory`` (LGMSNet and LSU-Net 0.4.0,
-  DLKUNet and RDIU-Net 0.5.0).
+- ``previous``: no reuse and ``--sw_batch_size 4``, the bundles' CPU settings before ``reuse_host_memory``
+  (LGMSNet and LSU-Net 0.4.0, DLKUNet and RDIU-Net 0.5.0).
 
 Every variant's mask is compared with the first variant's (the share of voxels with the same label): the host-memory
 setting changes nothing in the computation; a different ``sw_batch_size`` batches the windows differently, so the
@@ -34,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "default": [],
     "no_reuse": ["--reuse_host_memory", "false"],
+    "sw1": ["--sw_batch_size", "1"],
     "sw4": ["--sw_batch_size", "4"],
     "previous": ["--reuse_host_memory", "false", "--sw_batch_size", "4"],
 }
@@ -64,6 +68,46 @@ def _prepare(bundle: str, work: Path, spatial_dims: int) -> Path:
     return dst
 
 
+def _tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants (its DataLoader workers), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    total = 0
+    for pid in tree:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+class _TreePeak(threading.Thread):
+    """Samples the summed resident memory of a process tree every 0.2 s and keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            self.peak = max(self.peak, _tree_rss(self.pid))
+
+
 def _run(bundle_dir: Path, volume: str, out: Path, extra: list[str], spatial_dims: int) -> dict:
     configs = f"['configs/inference.json','configs/{spatial_dims}d.json']"  # three bundles default to 2D
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs, "--input", volume,
@@ -71,8 +115,12 @@ def _run(bundle_dir: Path, volume: str, out: Path, extra: list[str], spatial_dim
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=bundle_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sampler = _TreePeak(proc.pid)
+    sampler.start()
     output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
+    sampler.done.set()
+    sampler.join()
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed in {bundle_dir}:\n{output[-4000:]}")
@@ -83,7 +131,8 @@ def _run(bundle_dir: Path, volume: str, out: Path, extra: list[str], spatial_dim
         "wall_s": round(wall, 2),
         "user_s": round(usage.ru_utime, 2),
         "sys_s": round(usage.ru_stime, 2),
-        "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3),  # Linux reports kilobytes
+        "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3),  # the largest single process; Linux reports KiB
+        "peak_tree_rss_gb": round(sampler.peak / 1e9, 3),  # the run and its DataLoader workers together, sampled
         "minor_faults": usage.ru_minflt,
         "mask": str(masks[0]),
     }
@@ -104,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"CPU inference of {os.path.basename(volume)}, {args.spatial_dims}D configs, torch threads "
           f"{torch.get_num_threads()}, {os.cpu_count()} CPUs")
-    print("| bundle | variant | wall s | user s | sys s | peak RSS GB | minor page faults | mask agreement |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| bundle | variant | wall s | user s | sys s | peak RSS GB (one process) | peak RSS GB (with workers) "
+          "| minor page faults | mask agreement |")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for bundle in args.bundles:
@@ -119,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                            mask_agreement=float(np.mean(mask == first)), overrides=VARIANTS[variant])
                 rows.append(row)
                 print(f"| {bundle} | {variant} | {row['wall_s']} | {row['user_s']} | {row['sys_s']} | "
-                      f"{row['peak_rss_gb']} | {row['minor_faults']:,} | {row['mask_agreement']:.5f} |", flush=True)
+                      f"{row['peak_rss_gb']} | {row['peak_tree_rss_gb']} | {row['minor_faults']:,} | {row['mask_agreement']:.5f} |",
+                      flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"input": volume, "rows": rows}, indent=2) + "\n")
     return 0 if all(r["mask_agreement"] > 0.999 for r in rows) else 1

@@ -9,7 +9,7 @@ from .complexity import count_flops, count_macs, count_parameters
 from .device import describe_device
 from .flags import as_flag
 from .fold import fold_batch_norm
-from .host_memory import reuse_host_memory
+from .host_memory import release_host_memory, reuse_host_memory
 from .onnx_runtime import OnnxRuntimeNetwork
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "count_parameters",
     "describe_device",
     "fold_batch_norm",
+    "release_host_memory",
     "reuse_host_memory",
 ]

@@ -18,11 +18,15 @@ def as_flag(value: object, name: str) -> bool:
     The bundles pass their switches (``amp``, ``fused_optimizer``, ``fold_batch_norm``, ``sw_progress``,
     ``reuse_host_memory``) through this function, so ``false`` / ``False`` / ``0`` / ``no`` / ``off`` all turn one off.
 
+    ``None`` (a ``null`` override) is off.
+
     Raises:
         ValueError: anything else that is not a bool, naming the setting.
     """
     if isinstance(value, bool):
         return value
+    if value is None:  # a null override: off, as it used to read
+        return False
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):

@@ -5,16 +5,13 @@
 PyTorch's CPU allocator takes tensor memory from the C library's ``malloc``. glibc serves every allocation above 32 MB
 (its largest dynamic ``mmap`` threshold) with a fresh ``mmap`` and gives it back with ``munmap`` when the tensor is
 freed, so each such tensor costs one page fault per 4 KB page the kernel must zero, on every forward pass. A 3D network
-at 96^3 allocates hundreds of tensors that size per sliding window: on a 2-core CPU, LGMSNet's 3D inference of one CT
-volume spent 89 s of its 147 s of CPU time in the kernel (29.5 M page faults). With ``mmap`` off and the heap not
-trimmed, freed blocks are reused: the same run took 37 s instead of 93 s and gave the same mask
-(``docs/benchmarks/cpu-2026-11-29/``).
+at 96^3 allocates hundreds of tensors that size per sliding-window batch. With ``mmap`` off and the heap not trimmed,
+freed blocks are reused instead; figures in ``docs/benchmarks/cpu-2026-11-29/`` (``scripts/cpu_bundle_inference.py``).
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 
@@ -22,13 +19,15 @@ import torch
 
 from .flags import as_flag
 
-__all__ = ["reuse_host_memory"]
+__all__ = ["release_host_memory", "reuse_host_memory"]
 
 logger = logging.getLogger(__name__)
 
-# glibc's mallopt parameters (malloc.h)
+# glibc's mallopt parameters (malloc.h) and their defaults (mallopt(3))
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_DEFAULT_TRIM_THRESHOLD = 128 * 1024
+_DEFAULT_MMAP_MAX = 65536
 # mallopt takes an int: the largest trim threshold it accepts, 2 GiB of free heap top before any is given back
 _TRIM_THRESHOLD = 2**31 - 1
 
@@ -39,35 +38,40 @@ def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the C library this process already runs on
         libc.gnu_get_libc_version  # noqa: B018  only glibc has it (musl's mallopt does nothing)
         libc.mallopt  # noqa: B018
+        libc.malloc_trim  # noqa: B018
     except (OSError, AttributeError):
         return None
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.mallopt.restype = ctypes.c_int
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    libc.malloc_trim.restype = ctypes.c_int
     return libc
 
 
-def reuse_host_memory(device: str | torch.device | None = None, enabled: bool = True) -> bool:
+def reuse_host_memory(device: str | torch.device | None = None, enabled: bool | str = True) -> bool:
     """Keep freed host memory in the process for reuse, when the network runs on the CPU.
 
     Sets glibc's ``M_MMAP_MAX`` to 0 (large blocks come from the heap, not from a fresh ``mmap`` each) and
-    ``M_TRIM_THRESHOLD`` to 2 GiB (free heap is given back to the system only past that). The bundles call it from
-    ``initialize`` with their ``device`` and ``reuse_host_memory`` setting; it changes nothing on a GPU run (its
-    activations are not host memory), off Linux or on a C library other than glibc.
+    ``M_TRIM_THRESHOLD`` to 2 GiB (free heap is given back to the system only past that). The setting is
+    process-wide and is inherited by the DataLoader worker processes forked after it; :func:`release_host_memory`
+    restores glibc's defaults. The bundles call this from ``initialize`` with their ``device`` and
+    ``reuse_host_memory`` setting and release it in ``finalize``, so a long-lived process (MONAI Label's server, a
+    notebook) gets its allocator back after each run. It changes nothing on a GPU run (its activations are not host
+    memory), off Linux, or on a C library other than glibc.
 
-    The cost is resident memory: the process keeps its high-water mark instead of returning freed blocks. Measured
-    on LGMSNet's 3D inference of one CT volume on 2 CPU cores (``docs/benchmarks/cpu-2026-11-29/``): 93 s and 4.8 GB
-    peak by default, 37 s and 7.3 GB with this, at ``sw_batch_size`` 4; at ``sw_batch_size`` 1 (the bundles' CPU
-    default) 56 s and 1.8 GB by default, 30 s and 2.7 GB with this.
+    The cost is resident memory: each process keeps its high-water mark until the release instead of returning freed
+    blocks as it goes. Speed and memory of the four bundles' 3D CPU inference with and without it are in
+    ``docs/benchmarks/cpu-2026-11-29/``.
 
     Args:
         device: the device the network runs on; only a CPU device (or None) applies the setting.
-        enabled: False leaves the allocator as it is (the bundles' ``--reuse_host_memory false``).
+        enabled: False (or ``'false'``, as ``--reuse_host_memory false`` passes it) leaves the allocator as it is.
 
     Returns:
-        True if the settings were applied in this process (now or by an earlier call).
+        True if the settings are in effect in this process (applied now or by an earlier call not yet released).
     """
     global _applied
     if not as_flag(enabled, "reuse_host_memory") or (device is not None and torch.device(device).type != "cpu"):
@@ -79,6 +83,8 @@ def reuse_host_memory(device: str | torch.device | None = None, enabled: bool = 
         logger.info("host memory reuse: not glibc on Linux, allocator left as it is")
         return False
     if libc.mallopt(_M_MMAP_MAX, 0) != 1 or libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) != 1:
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
         logger.warning("host memory reuse: glibc refused mallopt, allocator left as it is")
         return False
     _applied = True
@@ -86,4 +92,23 @@ def reuse_host_memory(device: str | torch.device | None = None, enabled: bool = 
         "CPU run: freed host memory is kept for reuse (faster, higher resident memory); "
         "set reuse_host_memory to false to turn this off"
     )
+    return True
+
+
+def release_host_memory() -> bool:
+    """Undo :func:`reuse_host_memory`: glibc's default ``M_MMAP_MAX`` and ``M_TRIM_THRESHOLD`` again, and the free heap
+    returned to the system (``malloc_trim``). Does nothing if the setting is not in effect.
+
+    Returns:
+        True if the setting was in effect and has been released.
+    """
+    global _applied
+    if not _applied:
+        return False
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        libc.malloc_trim(0)
+    _applied = False
     return True
