@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                            mask_agreement=float(np.mean(mask == first)), overrides=VARIANTS[variant])
                 rows.append(row)
                 print(f"| {bundle} | {variant} | {row['wall_s']} | {row['user_s']} | {row['sys_s']} | "
-                      f"{row['peak_rss_gb']} | {row['peak_tree_rss_gb']} | {row['minor_faults']:,} | {row['mask_agreement']:.5f} |",
+                      f"{row['peak_rss_gb']} | {row['peak_tree_rss_gb']} | {row['minor_faults']:,} | "
+                      f"{row['mask_agreement']:.5f} |",
                       flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"input": volume, "rows": rows}, indent=2) + "\n")

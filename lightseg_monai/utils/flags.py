@@ -1,6 +1,6 @@
 # Copyright (c) lightseg_monai contributors
 # Licensed under the Apache License, Version 2.0
-"""On/off settings of the bundles, read the same way whether they come from a config file, Python or the command line."""
+"""On/off settings of the bundles, read alike from a config file, from Python and from the command line."""
 
 from __future__ import annotations
 
@@ -35,4 +35,6 @@ def as_flag(value: object, name: str) -> bool:
             return True
         if word in _FALSE:
             return False
-    raise ValueError(f"{name} must be true or false (on the command line: --{name} true / --{name} false), got {value!r}.")
+    raise ValueError(
+        f"{name} must be true or false (on the command line: --{name} true / --{name} false), got {value!r}."
+    )

@@ -60,9 +60,10 @@ def reuse_host_memory(device: str | torch.device | None = None, enabled: bool | 
     ``M_TRIM_THRESHOLD`` to -1 (free heap is not given back to the system until the release). The setting is
     process-wide and is inherited by the DataLoader worker processes forked after it; :func:`release_host_memory`
     restores glibc's defaults. The bundles call this from ``initialize`` with their ``device`` and
-    ``reuse_host_memory`` setting and release it in ``finalize``, so a long-lived process (MONAI Label's server, a
-    notebook) gets its allocator back after each run. It changes nothing on a GPU run (its activations are not host
-    memory), off Linux, or on a C library other than glibc.
+    ``reuse_host_memory`` setting (true for evaluation and inference; false for training, where the heap's high-water
+    mark grew LGMSNet's 3D peak from 14.2 to 20.2 GB for a 1.5x speed-up) and release it in ``finalize``, so a
+    long-lived process (MONAI Label's server, a notebook) gets its allocator back after each run. It changes nothing on
+    a GPU run (its activations are not host memory), off Linux, or on a C library other than glibc.
 
     The cost is resident memory: each process keeps its high-water mark until the release instead of returning freed
     blocks as it goes. Speed and memory of the four bundles' 3D CPU inference with and without it are in
