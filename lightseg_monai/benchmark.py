@@ -547,6 +547,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--warmup", type=non_negative_int, default=None, help="untimed iterations before the timed blocks")
     p.add_argument("--iters", type=positive_int, default=None, help="iterations per timed block")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed blocks; the median is reported")
+    p.add_argument("--reuse-host-memory", action="store_true",
+                   help="on the CPU, keep freed host memory for reuse as the bundles' evaluation and inference do "
+                        "(lightseg_monai.utils.reuse_host_memory); every model of the run alike")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     a = p.parse_args(argv)
     if a.compile_mode is not None and not a.compile:
@@ -568,6 +571,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     dtype = a.dtype or ("bfloat16" if cuda else "float32")
     # every model's input-size rule, before the first model is measured (which takes minutes): a ValueError
     check_models(a.models, a.spatial_dims, a.in_channels, a.out_channels, size, None if a.no_train else tbatch)
+    reuse = False
+    if a.reuse_host_memory:
+        from lightseg_monai.utils import reuse_host_memory
+
+        reuse = reuse_host_memory(a.device)
+        if not reuse:
+            print("--reuse-host-memory: not applied (a CUDA run, or not glibc on Linux)", file=sys.stderr)
     rows: list[dict] = []
     failed: list[dict] = []
     for name in a.models:
@@ -604,6 +614,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             continue
+        row["reuse_host_memory"] = reuse
         base = rows[0] if rows else row
         row["infer_ratio"] = row["infer_items_per_s"] / base["infer_items_per_s"]
         tr, btr = row["train_items_per_s"], base["train_items_per_s"]

@@ -218,3 +218,16 @@ def test_explicit_counts_are_kept(monkeypatch):
 def test_benchmark_model_refuses_empty_counts(count):
     with pytest.raises(ValueError, match="must be at least 1 and warmup at least 0"):
         benchmark.benchmark_model("monai_unet", size=32, device="cpu", train=False, complexity=False, **count)
+
+
+def test_reuse_host_memory_flag_is_recorded_in_every_row():
+    from lightseg_monai.utils import host_memory
+
+    try:
+        rows = benchmark.main(["--models", "monai_unet", "lsunet", *FAST, "--no-train", "--reuse-host-memory"])
+        expected = host_memory._glibc() is not None
+        assert [r["reuse_host_memory"] for r in rows] == [expected, expected]
+    finally:
+        host_memory.release_host_memory()
+    rows = benchmark.main(["--models", "monai_unet", *FAST, "--no-train"])
+    assert rows[0]["reuse_host_memory"] is False
