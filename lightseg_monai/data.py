@@ -261,15 +261,17 @@ def _inference_items(source: str | Sequence[str]) -> list[dict]:
         )
     # X_seg.<ext> beside X.<ext> is X's mask (the bundles' own output naming, and a common one for labels):
     # segmenting it as an image would write X_seg_seg. Such files are left out, and said so.
-    stems = {mask_stem(f) for f in found}
-    masks = [f for f in found if mask_stem(f).endswith("_seg") and mask_stem(f)[: -len("_seg")] in stems]
+    stems = {f: mask_stem(f) for f in found}
+    known = set(stems.values())
+    masks = [f for f, stem in stems.items() if stem.endswith("_seg") and stem[: -len("_seg")] in known]
     if masks:
         logger.warning(
             "inference input %s: left out %d file(s) named as the mask of an image beside them (%s); pass such a "
             "file on its own to segment it.", source, len(masks), ", ".join(os.path.basename(m) for m in masks[:5])
             + (", ..." if len(masks) > 5 else ""),
         )
-    return [{"image": f} for f in found if f not in masks]
+    skip = set(masks)
+    return [{"image": f} for f in found if f not in skip]
 
 
 class MaskFolderLayout(FolderLayout):
