@@ -10,6 +10,9 @@
 - :class:`CheckImageLabeld`: checks each loaded image/label pair (same voxel grid, label values that are class
   indices) and raises a ValueError naming both files, where MONAI's pipeline would crop or pad a mismatched label
   onto the image silently, or fail later on an out-of-range class index without naming the case.
+- :class:`OriginalLabeld`: puts back the label as stored in its file, so that evaluation compares the prediction
+  inverted to the image's original grid with the label itself, not with a copy resampled to the training spacing
+  and back.
 - :class:`AtomicNibabelWriter` / :class:`AtomicITKWriter`: MONAI's writers, writing to a temporary file beside the
   target and renaming it into place, so an output file is either complete or absent.
 """
@@ -37,6 +40,7 @@ __all__ = [
     "Spacingd",
     "LoadImaged",
     "CheckImageLabeld",
+    "OriginalLabeld",
     "AtomicNibabelWriter",
     "AtomicITKWriter",
     "OUTPUT_EXTENSIONS",
@@ -246,6 +250,55 @@ class CheckImageLabeld(MapTransform):
                     f"{where}: label values must be class indices 0..{self.num_classes - 1} (num_classes="
                     f"{self.num_classes}), found {shown}: {fix}."
                 )
+
+
+class OriginalLabeld(MapTransform):
+    """Replace each key's preprocessed tensor by the file it was loaded from, on the grid of ``like``.
+
+    For metrics in the original geometry: the evaluation inverts the prediction to its image's original grid
+    (``monai.transforms.Invertd``) and then compares it with the label as stored. Inverting the label as well (as many
+    MONAI evaluate configs do) compares with a label resampled to the training spacing and back with
+    nearest-neighbour interpolation, which moves boundary voxels and removes thin structures: on an anisotropic
+    volume the Dice score can change by a few hundredths.
+
+    Each label is read again (``meta["filename_or_obj"]``) as ``LoadImaged(ensure_channel_first=True)`` reads it and
+    must have the spatial shape of ``like`` (the inverted prediction); :class:`CheckImageLabeld` has checked its grid
+    against the image's when the pair was loaded. It keeps its file's affine, so distances in mm (HD95) use the
+    label's own spacing.
+
+    Args:
+        keys: the label key(s).
+        like: the key of the tensor on the original image grid (the inverted prediction). Defaults to "pred".
+        allow_missing_keys: as in MONAI's ``MapTransform``.
+
+    Raises:
+        ValueError: a label without a source file (an array given directly), or one whose spatial shape is not
+            that of ``like``, naming the file and both shapes.
+    """
+
+    def __init__(self, keys: KeysCollection, like: str = "pred", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.like = like
+        self._load = LoadImaged("label", ensure_channel_first=True, image_only=True)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        ref = d[self.like]
+        for key in self.key_iterator(d):
+            source = (getattr(d[key], "meta", None) or {}).get("filename_or_obj")
+            if not source:
+                raise ValueError(
+                    f"{key!r} has no source file to compare with in the original geometry (it was given as an array); "
+                    "evaluate from a dataset.json whose labels are files."
+                )
+            label = self._load({"label": source})["label"]
+            if tuple(label.shape[1:]) != tuple(ref.shape[1:]):
+                raise ValueError(
+                    f"{source}: the label's spatial shape {tuple(label.shape[1:])} differs from the prediction "
+                    f"inverted to its image's grid, {tuple(ref.shape[1:])}; the label must lie on its image's grid."
+                )
+            d[key] = label.to(device=ref.device)
+        return d
 
 
 def _suffix(filename: str) -> str:

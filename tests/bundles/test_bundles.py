@@ -20,7 +20,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from .synthetic import make_dataset
+from .synthetic import make_dataset, make_volume
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(p.name for p in (REPO / "bundles").iterdir() if (p / "configs" / "train.json").is_file())
@@ -206,9 +206,9 @@ def _infer_flow(bundle: str, root, tmp_path, **over) -> ConfigWorkflow:
     """The bundle's own inference.json with a freshly initialised models/model.pt."""
     (root / "models").mkdir(parents=True, exist_ok=True)
     nd = json.loads((REPO / "bundles" / bundle / "configs" / "inference.json").read_text())["spatial_dims"]
-    flow = ConfigWorkflow(workflow_type="infer", config_file=_cfg(bundle, "inference.json"), bundle_root=str(root),
-                          num_workers=0, output_dir=str(tmp_path / "out"), roi_size=[32] * nd, **VARIANT.get(bundle, {}),
-                          **over)
+    over = dict({"num_workers": 0, "output_dir": str(tmp_path / "out"), "roi_size": [32] * nd}, **VARIANT.get(bundle, {}),
+                **over)
+    flow = ConfigWorkflow(workflow_type="infer", config_file=_cfg(bundle, "inference.json"), bundle_root=str(root), **over)
     flow.initialize()
     torch.save(flow.parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
     return flow
@@ -271,6 +271,43 @@ def test_evaluate_and_infer_name_a_missing_model(bundle, configs, dataset, tmp_p
     missing = os.path.join(str(root / "models"), "model.pt")
     assert cause is not None and missing in str(cause) and "no trained model" in str(cause), err.value
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_evaluate_scores_against_the_label_file(bundle, tmp_path):
+    # evaluate.json inverts the prediction to the image's grid and compares it with the label as stored; it used to
+    # invert the label too, i.e. compare with the label resampled to pixdim and back (nearest), which moves voxels
+    shape, spacing = (37, 29, 11), (0.7, 0.9, 3.1)  # far from the bundles' pixdim, so the round trip is lossy
+    img, lab, _ = make_volume(shape, seed=3)
+    lab[5:30, 14, 2:9] = 1  # a one-voxel-thin sheet, which resampling to a coarser grid and back cannot keep
+    affine = np.diag(list(spacing) + [1.0])
+    affine[:3, 3] = (-12.0, 4.0, 30.0)
+    for d in ("imagesTr", "labelsTr"):
+        os.makedirs(tmp_path / d)
+    nib.save(nib.Nifti1Image(img, affine), tmp_path / "imagesTr" / "c.nii.gz")
+    nib.save(nib.Nifti1Image(lab, affine), tmp_path / "labelsTr" / "c.nii.gz")
+    parser = ConfigParser()
+    parser.read_config(_cfg(bundle, "train.json", "evaluate.json"))
+    parser.update({"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "eval"), "modality": "CT",
+                   **VARIANT.get(bundle, {})})
+    item = {"image": str(tmp_path / "imagesTr" / "c.nii.gz"), "label": str(tmp_path / "labelsTr" / "c.nii.gz")}
+    data = parser.get_parsed_content("validate#preprocessing")(item)
+    resampled = data["label"]
+    assert tuple(resampled.shape[1:]) != shape  # it was resampled (and cropped)
+    # a "prediction" that is the resampled label itself: inverted, it is the label after the lossy round trip
+    pred = torch.cat([1 - resampled, resampled]).float() * 10.0
+    pred = pred.as_subclass(type(resampled))
+    pred.copy_meta_from(resampled)
+    data["pred"] = pred
+    out = parser.get_parsed_content("validate#postprocessing")(data)
+    stored = np.asarray(nib.load(item["label"]).dataobj)
+    label = out["label"]  # one-hot after the last AsDiscreted
+    assert label.shape == (2, *shape)
+    np.testing.assert_array_equal(label[1].cpu().numpy(), stored)  # the label as stored, not round-tripped
+    np.testing.assert_allclose(np.asarray(label.affine), affine, atol=1e-5)
+    mask = np.asarray(nib.load(tmp_path / "eval" / "c_seg.nii.gz").dataobj)
+    np.testing.assert_array_equal(mask, out["pred"][1].cpu().numpy())
+    assert (mask != stored).sum() > 0  # the round trip lost voxels, which the metric now counts
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -385,6 +422,11 @@ def test_cli_2d_train_evaluate_infer_resume(bundle, dataset, tmp_path):
     assert (out / "metrics.csv").is_file() and (out / "val_mean_dice_summary.csv").is_file()
     seg = out / "case2_seg.nii.gz"
     _check_seg_matches_input(str(seg), os.path.join(dataset, "imagesTr", "case2.nii.gz"), 2)
+    # the score is that of the written mask against the label file
+    m = np.asarray(nib.load(seg).dataobj) == 1
+    t = np.asarray(nib.load(os.path.join(dataset, "labelsTr", "case2.nii.gz")).dataobj) == 1
+    assert dice_rows[0][:2] == ["filename", "class0"]
+    assert float(dice_rows[1][1]) == pytest.approx(2 * (m & t).sum() / (m.sum() + t.sum()), abs=1e-4)
 
     inf_out = tmp_path / "infer"
     _cli(bundle, "run", "--config_file", "['configs/inference.json','configs/2d.json']", *meta,
