@@ -419,6 +419,10 @@ class SaveImaged(_MonaiSaveImaged):
     The same arguments as MONAI's (``output_dir``, ``output_postfix``, ``output_ext``, ``separate_folder``,
     ``data_root_dir`` keep their meaning); without a ``folder_layout`` of its own it uses a
     :class:`lightseg_monai.data.MaskFolderLayout` built from them, so ``A.NII.GZ`` gives ``A_seg`` (MONAI: ``A.NII_seg``).
+
+    Raises:
+        ValueError: when built, if ``output_dir`` or a folder above it exists as a file (MONAI would fail only when
+            the first mask is written, after that case's inference).
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -426,6 +430,7 @@ class SaveImaged(_MonaiSaveImaged):
         bound = inspect.signature(_MonaiSaveImaged.__init__).bind(self, *args, **kwargs)
         bound.apply_defaults()
         a = bound.arguments
+        _check_output_dir(a["output_dir"])
         if a["folder_layout"] is None:
             self.saver.folder_layout = MaskFolderLayout(
                 output_dir=a["output_dir"],
@@ -435,6 +440,20 @@ class SaveImaged(_MonaiSaveImaged):
                 makedirs=True,
                 data_root_dir=a["data_root_dir"],
             )
+
+
+def _check_output_dir(output_dir) -> None:
+    path = os.path.abspath(os.fspath(output_dir))
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"output_dir {os.fspath(output_dir)!r} cannot be a folder: {path} is a file. Set --output_dir to a folder "
+            "(it is created if missing)."
+        )
 
 
 OUTPUT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")

@@ -246,6 +246,10 @@ def test_save_imaged_names_masks_without_the_extension_and_keeps_monai_arguments
         SaveImaged("pred", output_dtype=np.uint8, print_log=False, **kwargs)({"pred": pred})
 
     save(output_dir=str(tmp_path / "a"), output_postfix="seg", separate_folder=False)
+    (tmp_path / "file").write_text("x")
+    for bad in (tmp_path / "file", tmp_path / "file" / "masks"):  # refused when built, before any inference
+        with pytest.raises(ValueError, match=f"output_dir '{bad}' cannot be a folder: {tmp_path / 'file'} is a file"):
+            SaveImaged("pred", output_dir=str(bad))
     assert os.listdir(tmp_path / "a") == ["Case.V2_seg.nii.gz"]  # MONAI alone: Case.V2.NII_seg.nii.gz
     save(output_dir=str(tmp_path / "b"), output_postfix="mask", output_ext=".nrrd", separate_folder=True,
          data_root_dir=str(tmp_path))

@@ -238,6 +238,11 @@ def test_inference_checks_channels_and_output_format_first(bundle, tmp_path):
         flow.run()
     assert "output_ext '.png' is not supported" in _value_error(err)
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    (tmp_path / "a_file").write_text("not a folder")
+    flow = _infer_flow(bundle, tmp_path / "b3", tmp_path, input=one, output_dir=str(tmp_path / "a_file"))
+    with pytest.raises(Exception) as err:
+        flow.run()
+    assert "is a file. Set --output_dir to a folder" in _value_error(err)
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
