@@ -16,10 +16,15 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
+from monai.data import CacheDataset as _MonaiCacheDataset
 from monai.data.folder_layout import FolderLayout
+from monai.utils import optional_import
 
-__all__ = ["IMAGE_EXTENSIONS", "MaskFolderLayout", "inference_datalist", "load_datalist", "mask_stem"]
+tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
+
+__all__ = ["IMAGE_EXTENSIONS", "CacheDataset", "MaskFolderLayout", "inference_datalist", "load_datalist", "mask_stem"]
 
 logger = logging.getLogger(__name__)
 
@@ -284,3 +289,30 @@ class MaskFolderLayout(FolderLayout):
         # MONAI strips exactly one ".nii.gz" from this name, leaving the stem as it is (dots included)
         stem = os.path.join(os.path.dirname(os.path.normpath(str(subject))), mask_stem(str(subject)) + ".nii.gz")
         return super().filename(subject=stem, idx=idx, **kwargs)
+
+
+class CacheDataset(_MonaiCacheDataset):
+    """``monai.data.CacheDataset`` (same arguments) that stops its loading threads before an error propagates.
+
+    MONAI's fills the cache inside a ``ThreadPool`` context whose exit terminates the pool, so when one item's
+    transform raises (a bad label found by :class:`lightseg_monai.transforms.CheckImageLabeld`, an unreadable file),
+    other threads may still be inside a file reader. With ITK reading an NRRD or MHA file there, the interpreter then
+    exits under a running C++ thread and the process aborts after printing the error ("terminate called without an
+    active exception", exit status 134 instead of 1). Here the items not started yet are cancelled and the running
+    ones finish before the error is raised; the cache, the order of the items and the progress bar are MONAI's.
+    """
+
+    def _fill_cache(self, indices=None) -> list:
+        if self.cache_num <= 0:
+            return []
+        if indices is None:
+            indices = list(range(self.cache_num))
+        pool = ThreadPoolExecutor(self.num_workers or os.cpu_count() or 1)
+        try:
+            futures = [pool.submit(self._load_cache_item, i) for i in indices]
+            results = (f.result() for f in futures)
+            if self.progress and has_tqdm:
+                results = tqdm(results, total=len(indices), desc="Loading dataset")
+            return list(results)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

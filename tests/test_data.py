@@ -238,3 +238,39 @@ def test_inference_input_nested_list_is_one_case_of_channel_files(ds, tmp_path):
             inference_datalist(bad)
     with pytest.raises(ValueError, match="would both be written as case0_seg"):
         inference_datalist([[t1, t2], t1])
+
+
+def test_cache_dataset_stops_its_threads_before_raising():
+    # MONAI's CacheDataset raised while other caching threads were still reading (inside ITK, the process then aborted
+    # at exit with status 134); ours cancels the items not started and lets the running ones finish first
+    import threading
+    import time
+
+    import torch
+    from monai.data import CacheDataset as MonaiCacheDataset
+    from monai.transforms import Lambdad
+
+    from lightseg_monai.data import CacheDataset
+
+    started, finished, lock = set(), set(), threading.Lock()
+
+    def load(x):
+        with lock:
+            started.add(int(x))
+        if int(x) == 0:
+            raise ValueError("bad item 0")
+        time.sleep(0.2)
+        with lock:
+            finished.add(int(x))
+        return x
+
+    items = [{"v": torch.tensor(i)} for i in range(12)]
+    with pytest.raises(Exception) as err:
+        CacheDataset(items, Lambdad("v", load), cache_rate=1.0, num_workers=2, progress=False)
+    assert "bad item 0" in repr(err.value) or "bad item 0" in repr(err.value.__cause__)
+    assert started - {0} == finished  # nothing still running when the error arrives
+    assert len(started) < len(items)  # the items not started were cancelled
+    # without an error: the same cache, in the same order, as MONAI's
+    ours = CacheDataset(items, Lambdad("v", lambda x: x * 2), cache_rate=1.0, num_workers=3, progress=False)
+    theirs = MonaiCacheDataset(items, Lambdad("v", lambda x: x * 2), cache_rate=1.0, num_workers=3, progress=False)
+    assert [int(d["v"]) for d in ours] == [int(d["v"]) for d in theirs] == [2 * i for i in range(12)]

@@ -180,6 +180,34 @@ def test_training_rejects_a_label_off_its_image_grid(bundle, tmp_path):
     assert not (root / "models" / "model.pt").exists()
 
 
+def test_a_bad_label_ends_training_with_status_1_not_an_abort(tmp_path):
+    # a label error raised while the cache was filled with ITK reading NRRD files in other threads: the error was
+    # printed, then the process aborted ("terminate called without an active exception", status 134). Without the fix
+    # this failed in about half the runs (a race); test_cache_dataset_stops_its_threads_before_raising is the exact one
+    import SimpleITK as sitk
+
+    data = make_dataset(str(tmp_path / "data"), n_train=5, n_val=1, n_test=0, shape=(36, 36, 10))
+    spec = json.loads((tmp_path / "data" / "dataset.json").read_text())
+    for item in spec["training"][1:] + spec["validation"]:  # NIfTI -> NRRD, read by ITK
+        for key in ("image", "label"):
+            nrrd = item[key].replace(".nii.gz", ".nrrd")
+            sitk.WriteImage(sitk.ReadImage(os.path.join(data, item[key])), os.path.join(data, nrrd))
+            item[key] = nrrd
+    (tmp_path / "data" / "dataset.json").write_text(json.dumps(spec))
+    bad = os.path.join(data, spec["training"][0]["label"])
+    img = nib.load(bad)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj) * 3, img.affine), bad)  # values 0 and 3 with num_classes 2
+    over = dict(COMMON, **SMALL_3D, bundle_root=str(tmp_path / "b"), dataset_dir=data, cache_rate=1.0)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/train.json"]
+    for k, v in over.items():
+        cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, cwd=REPO / "bundles" / "lgmsnet", env=env, capture_output=True, text=True, timeout=300)
+    assert "label values must be class indices 0..1" in res.stderr and bad in res.stderr, res.stderr[-3000:]
+    assert "terminate called" not in res.stderr
+    assert res.returncode == 1, res.stderr[-3000:]
+
+
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_inference_names_an_unreadable_input(bundle, dataset, tmp_path):
     import gzip
