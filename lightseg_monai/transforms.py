@@ -111,8 +111,8 @@ class LoadImaged(_MonaiLoadImaged):
     (a truncated NIfTI: nibabel's "Expected N bytes, got M bytes from  - could the file be damaged?"); MONAI's
     ``apply_transform`` then adds only the transform's name. This one raises a ValueError naming the file, with the
     reader's error chained. A DICOM series folder is checked before it is read (:func:`check_dicom_series`): ITK
-    would skip a truncated slice file, or miss a missing one, and stretch the slice spacing over the gap without an
-    error. MONAI Label treats it as a ``LoadImaged`` (a subclass).
+    would skip a truncated slice file and stretch the slice spacing over the gap it leaves (or over a missing file's)
+    without an error. MONAI Label treats it as a ``LoadImaged`` (a subclass).
     """
 
     def __init__(self, *args, **kwargs) -> None:
