@@ -7,10 +7,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch.nn as nn
-from monai.networks.blocks import Convolution
+from monai.networks.blocks import ADN, Convolution
 from monai.networks.layers.factories import Act
 
-__all__ = ["check_input_size", "check_spatial_dims", "conv_norm_act", "drop_extra_heads", "resolve_norm"]
+__all__ = [
+    "ActNormADN",
+    "check_input_size",
+    "check_spatial_dims",
+    "conv_norm_act",
+    "drop_extra_heads",
+    "resolve_norm",
+]
 
 # MONAI's activation factory has "swish" (its own two-kernel x * sigmoid(alpha * x)) but not PyTorch's fused SiLU,
 # which the papers' reference code uses. Register it once so "silu" works in code and in bundle configs.
@@ -69,6 +76,23 @@ def resolve_norm(norm: str | tuple | None, spatial_dims: int, default_2d: str | 
     return default_2d if spatial_dims == 2 else default_3d
 
 
+class ActNormADN(ADN):
+    """MONAI's ``ADN`` built with the activation before the norm (``ordering="AN"``); the same module otherwise.
+
+    TorchScript compiles one type per module class and set of named submodules, and does not look at their order:
+    an ``ADN`` holding ``A`` then ``N`` and one holding ``N`` then ``A`` of the same layer types would share one
+    compiled ``forward``, so whichever was scripted first in a process would set the order of the other (a silently
+    wrong scripted network). This subclass gives the activation-first order its own TorchScript type.
+    :func:`conv_norm_act` swaps it in by ``__class__`` (no new state: the same parameters and state_dict keys).
+    """
+
+
+#: ADN child order (the names of its submodules, in order) -> the class :func:`conv_norm_act` gives it. Orders not
+#: listed follow MONAI's usual N, D, A order and stay plain ``ADN`` (``conv_norm_act`` builds no dropout, so norm and
+#: activation are the only children that can change places).
+_ADN_ORDER_CLASSES: dict[str, type] = {"AN": ActNormADN}
+
+
 def conv_norm_act(
     spatial_dims: int,
     in_channels: int,
@@ -83,8 +107,10 @@ def conv_norm_act(
     """A MONAI ``Convolution`` (conv, then norm and activation in ``ordering``), with "same" padding.
 
     ``norm`` and ``act`` take anything ``monai.networks.layers.factories`` accepts: a name or a ``(name, kwargs)`` pair.
+    ``ordering="AN"`` (activation, then norm) makes the block's ``adn`` an :class:`ActNormADN`, so that TorchScript
+    does not confuse it with a norm-then-activation block (see there).
     """
-    return Convolution(
+    block = Convolution(
         spatial_dims,
         in_channels,
         out_channels,
@@ -96,3 +122,9 @@ def conv_norm_act(
         groups=groups,
         adn_ordering=ordering,
     )
+    adn = getattr(block, "adn", None)
+    if type(adn) is ADN:
+        cls = _ADN_ORDER_CLASSES.get("".join(adn._modules))
+        if cls is not None:
+            adn.__class__ = cls  # same submodules and state_dict keys; only the TorchScript type changes
+    return block
