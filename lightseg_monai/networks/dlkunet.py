@@ -196,7 +196,10 @@ class DLKUNet(nn.Module):
             self._check_input(x)
         supervise = self.training and self.deep_supervision > 0
         chunk = self.inference_chunk
-        if chunk is not None and x.shape[0] > chunk and not self.training and not torch.is_grad_enabled():
+        # chunks only in eval mode without autograd, and never in a trace (torch.jit.trace, ONNX export): a traced graph
+        # would hold the traced batch's number of chunks, where one whole-batch pass serves every batch size
+        chunked = not (self.training or torch.is_grad_enabled() or torch.jit.is_tracing())
+        if chunked and chunk is not None and x.shape[0] > chunk:
             # the full-resolution maps are 96 channels wide: at batch 64 and 256x256 in bf16 each is 0.8 GB, and a
             # block holds three of them plus cuDNN's layout copies, so large eval batches run a chunk at a time
             return torch.cat([self._forward(part, False)[0] for part in x.split(chunk)])

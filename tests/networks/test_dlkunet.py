@@ -154,6 +154,16 @@ def test_training_mode_is_never_chunked():
     assert calls == [3]
 
 
+def test_a_trace_is_never_chunked():
+    """A trace (torch.jit.trace, ONNX export) records one whole-batch pass, so it serves other batch sizes."""
+    torch.manual_seed(0)
+    net = DLKUNet(2, 1, 2, channels=TINY, inference_chunk=1).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(net, torch.rand(2, 1, 16, 16))
+        x = torch.rand(3, 1, 16, 16)
+        torch.testing.assert_close(traced(x), net(x))
+
+
 @pytest.mark.parametrize("spatial_dims,size", [(2, (20, 18)), (3, (8, 10, 8))])
 def test_forward_is_the_u_net_wiring(spatial_dims, size):
     """net(x) in eval mode, rebuilt from its submodules with the U-Net wiring written out: EBlock at full resolution,
