@@ -167,6 +167,9 @@ class DLKUNet(nn.Module):
         self.ds_heads = nn.ModuleList(
             [conv(channels[i], out_channels, kernel_size=1) for i in range(1, deep_supervision + 1)]
         )
+        # norms and upsampling run in the input's half precision under autocast (no float32 round trips); once, here,
+        # like the other networks, so that use_torch_layers (the plain layers, for comparisons) is not undone later
+        keep_half_precision(self)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != self.spatial_dims + 2:
@@ -182,8 +185,6 @@ class DLKUNet(nn.Module):
                 f"(its total pooling factor; sizes divisible by {self.divisor} avoid internal padding); got {spatial}. "
                 f"Pad the input to {padded} (e.g. monai.transforms.DivisiblePad(k={self.divisor}))."
             )
-        # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
-        keep_half_precision(self)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # weights trained with more deep-supervision heads load into this network: the extra heads fed only the

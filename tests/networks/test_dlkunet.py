@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lightseg_monai.layers.precision import GroupNorm, use_torch_layers
 from lightseg_monai.networks import DLKUNet, dlkunet_l, dlkunet_m, dlkunet_s
 from lightseg_monai.utils import count_flops, count_macs
 
@@ -152,6 +153,15 @@ def test_training_mode_is_never_chunked():
     with torch.no_grad():
         net(torch.rand(3, 1, 16, 16))
     assert calls == [3]
+
+
+def test_half_precision_layers_are_swapped_in_once_at_construction():
+    net = DLKUNet(2, 1, 2, channels=TINY, norm=("group", {"num_groups": 2})).eval()
+    assert type(net.encoders[0].norm1) is GroupNorm  # before any forward
+    use_torch_layers(net)
+    with torch.no_grad():
+        net(torch.rand(1, 1, 16, 16))
+    assert type(net.encoders[0].norm1) is torch.nn.GroupNorm  # a forward does not swap them back
 
 
 def test_a_trace_is_never_chunked():
