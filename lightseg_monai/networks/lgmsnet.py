@@ -144,9 +144,30 @@ class LGMSNet(nn.Module):
             raise ValueError(f"deep_supervision must be between 0 and 3 (extra heads at 1/2, 1/4, 1/8), got {deep_supervision}.")
         if patch_size < 1:
             raise ValueError(f"patch_size must be positive, got {patch_size}.")
+        c1, c2, c3, c4, c5 = channels
+        # the LMS blocks' own checks would name their parameters (kernel_sizes, reduction), not these
+        lms_kernel_sizes = tuple(int(k) for k in lms_kernel_sizes)
+        n_kernels = len(lms_kernel_sizes)
+        if n_kernels == 0 or any(k < 1 or k % 2 == 0 for k in lms_kernel_sizes):
+            raise ValueError(
+                f"lms_kernel_sizes must list positive odd kernel sizes (\"same\" padding), e.g. (3, 5, 7, 9); "
+                f"got {lms_kernel_sizes}."
+            )
+        if lms_reduction < 1:
+            raise ValueError(f"lms_reduction must be a positive channel reduction (e.g. 4), got {lms_reduction}.")
+        lms_widths = f"the LMS stage widths channels[0] and channels[1] ({c1}, {c2})"
+        if c1 % n_kernels != 0 or c2 % n_kernels != 0:
+            raise ValueError(
+                f"{lms_widths} must divide by the number of lms_kernel_sizes ({n_kernels}, one channel group per "
+                f"kernel); use multiples of {n_kernels} there or change lms_kernel_sizes (got {lms_kernel_sizes})."
+            )
+        if c1 % lms_reduction != 0 or c2 % lms_reduction != 0:
+            raise ValueError(
+                f"{lms_widths} must divide by lms_reduction ({lms_reduction}); use multiples of {lms_reduction} there "
+                f"or a divisor of both as lms_reduction."
+            )
         norm = resolve_norm(norm, spatial_dims, "batch", "instance")
         mode = "bilinear" if spatial_dims == 2 else "trilinear"
-        c1, c2, c3, c4, c5 = channels
         self.divisor = 2 ** (len(channels) - 1) * int(patch_size)
         self.deep_supervision = int(deep_supervision)
 

@@ -90,8 +90,8 @@ class LSUNet(nn.Module):
             small batches "instance" may suit better (needs inputs of at least 64 so that 1/32 has 2 voxels).
         group_norm: the "GNorm" of Eqs. 2 and 9. Defaults to GroupNorm with 4 groups.
         act: activation. Defaults to GELU (Eqs. 1, 3, 10).
-        upsample: ``nn.Upsample`` mode of the decoder; "linear" is bilinear (2D) or trilinear (3D). Defaults to
-            "linear".
+        upsample: ``nn.Upsample`` mode of the decoder; "linear" is bilinear (2D) or trilinear (3D). Also "nearest",
+            "nearest-exact", "area", and "bilinear", "bicubic" (2D) or "trilinear" (3D). Defaults to "linear".
         deep_supervision: number of extra heads, at 1/2, 1/4, ... in that order (0-5; 0 turns deep supervision off).
             Defaults to 5: six outputs l0..l5 (paper, Fig. 1). Weights trained with more heads load into a network
             built with fewer (the extra heads are dropped): inference can build it with 0.
@@ -138,7 +138,7 @@ class LSUNet(nn.Module):
         c1, c2, c3, c4, c5 = channels
         self.divisor = 2 ** len(channels)
         self.deep_supervision = int(deep_supervision)
-        mode = upsample_mode(spatial_dims, upsample)
+        mode = upsample_mode(spatial_dims, upsample, "upsample")
         align = False if mode in ("linear", "bilinear", "bicubic", "trilinear") else None
         light = {"mlp_ratio": mlp_ratio, "norm": norm, "group_norm": group_norm, "act": act}
         tok = {

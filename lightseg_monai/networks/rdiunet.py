@@ -144,6 +144,12 @@ class RDIUNet(nn.Module):
         channels = tuple(int(c) for c in channels)
         if len(channels) < 1:
             raise ValueError("channels must list at least one encoder level width, e.g. (16, 32, 64, 128).")
+        if group_channels < 1:
+            raise ValueError(
+                f"group_channels (channels per involution kernel) must be positive, e.g. 16; got {group_channels}."
+            )
+        if reduction < 1:
+            raise ValueError(f"reduction (of the involution's kernel branch) must be positive, e.g. 4; got {reduction}.")
         for c in channels + (int(growth),):
             if c < 1 or c % group_channels != 0 or c % reduction != 0:
                 raise ValueError(

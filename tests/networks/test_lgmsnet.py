@@ -53,6 +53,11 @@ def test_complexity_matches_paper():
         ({"channels": (18, 32, 64, 128, 128)}, "divide"),
         ({"deep_supervision": 4}, "deep_supervision"),
         ({"transformer_ratio": 1.0}, "transformer_ratio"),
+        # the user's argument names, not the LMS block's (reduction, kernel_sizes)
+        ({"lms_reduction": 3}, r"divide by lms_reduction \(3\)"),
+        ({"lms_reduction": 0}, "lms_reduction must be a positive"),
+        ({"lms_kernel_sizes": (3, 5, 7)}, r"number of lms_kernel_sizes \(3"),
+        ({"lms_kernel_sizes": (3, 4, 5, 7)}, "lms_kernel_sizes must list positive odd"),
     ],
 )
 def test_bad_arguments(kwargs, match):

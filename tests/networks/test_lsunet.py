@@ -78,6 +78,20 @@ def test_bad_arguments(kwargs, match):
         LSUNet(2, 1, 2, **kwargs)
 
 
+@pytest.mark.parametrize("spatial_dims,mode", [(3, "bicubic"), (2, "trilinear"), (2, "bilinaer")])
+def test_upsample_mode_is_checked_at_construction(spatial_dims, mode):
+    # torch would only refuse these in the first forward
+    with pytest.raises(ValueError, match=f"upsample must be one of .* for spatial_dims={spatial_dims}, got '{mode}'"):
+        LSUNet(spatial_dims, 1, 2, upsample=mode)
+
+
+def test_upsample_mode_nearest():
+    net = LSUNet(2, 1, 2, channels=(8, 16, 16, 16, 16), upsample="nearest", deep_supervision=0).eval()
+    assert net.up_out.mode == "nearest" and net.dec5.up.mode == "nearest"
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+
+
 def test_error_names_the_padded_shape():
     net = LSUNet(2, 1, 2).eval()
     with pytest.raises(ValueError, match=r"\[64, 96\]"):

@@ -94,6 +94,8 @@ def test_dropout_only_in_training():
         ({"dropout": 1.0}, "dropout"),
         ({"dense_units": 0}, "units"),
         ({"bottleneck_channels": 0}, "bottleneck_channels"),
+        ({"group_channels": 0}, "group_channels .* must be positive"),
+        ({"reduction": 0}, "reduction .* must be positive"),
     ],
 )
 def test_bad_arguments(kwargs, match):
