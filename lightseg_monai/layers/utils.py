@@ -4,14 +4,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import torch
 import torch.nn as nn
 from monai.networks.blocks import ADN, Convolution
 from monai.networks.layers.factories import Act
 
 __all__ = [
     "ActNormADN",
+    "check_deepest_norms",
     "check_input_size",
     "check_spatial_dims",
     "conv_norm_act",
@@ -49,6 +52,41 @@ def check_input_size(x, spatial_dims: int, divisor: int, name: str) -> None:
         raise ValueError(
             f"{name} needs every spatial size to divide by {divisor}; got {spatial}. Pad the input to {padded} "
             f"(e.g. monai.transforms.DivisiblePad(k={divisor})) or use a sliding-window roi_size divisible by {divisor}."
+        )
+
+
+def check_deepest_norms(x: torch.Tensor, factor: int, blocks: Sequence[nn.Module], name: str) -> None:
+    """Raise a ValueError where a norm in ``blocks``, which run at the input's size divided by ``factor`` (the deepest
+    level of a network), would fail on a one-voxel map.
+
+    There an instance norm that normalises by the input's statistics (in training, or always without running
+    statistics) has one value per channel and sample, and a batch norm in training one value per channel when the
+    batch has one sample; PyTorch then raises deep inside the network. This names the network, the input size, the
+    size it reaches and the smallest input that works instead. Sizes whose deepest level has more than one voxel
+    return at once. Networks call it only outside TorchScript (``if not torch.jit.is_scripting()``).
+    """
+    spatial = [int(s) for s in x.shape[2:]]
+    deepest = [s // factor for s in spatial]
+    if math.prod(deepest) > 1:
+        return
+    # the conditions under which torch's instance_norm and batch_norm raise
+    instance = batch = False
+    for block in blocks:
+        for m in block.modules():
+            if isinstance(m, nn.modules.instancenorm._InstanceNorm):
+                instance = instance or m.training or not m.track_running_stats
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                batch = batch or m.training or m.running_mean is None
+    reached = f"the input size {spatial} becomes {deepest} (one voxel) at its deepest level (1/{factor})"
+    if instance:  # first: a larger batch would not help
+        raise ValueError(
+            f"{name}: {reached}, where its instance norm needs more than one voxel. Use an input of at least "
+            f"{2 * factor} along one axis (or a norm that is not instance norm)."
+        )
+    if batch and x.shape[0] == 1:
+        raise ValueError(
+            f"{name}: {reached}, where its batch norm in training needs more than one value per channel. Use a batch "
+            f"of at least 2 in training, or an input of at least {2 * factor} along one axis."
         )
 
 

@@ -32,7 +32,7 @@ from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.large_kernel import DecoderFusionBlock, EBlock
 from lightseg_monai.layers.precision import keep_half_precision
-from lightseg_monai.layers.utils import check_spatial_dims, drop_extra_heads
+from lightseg_monai.layers.utils import check_deepest_norms, check_spatial_dims, drop_extra_heads
 
 __all__ = ["DLKUNet", "dlkunet_s", "dlkunet_m", "dlkunet_l"]
 
@@ -64,6 +64,10 @@ class DLKUNet(nn.Module):
     raises a ValueError naming it. Sizes that do not divide by that factor are accepted, as in the paper: max pooling
     drops the odd last row and the decoder fusion block zero-pads the upsampled map back to the skip's size (Sec. 3.3,
     "auto-resize"). Sizes divisible by it (``monai.transforms.DivisiblePad(k=8)`` for M) lose nothing to pooling.
+    Minimum: sizes below twice that factor on every axis (16 for M) leave one voxel at the deepest level, where batch
+    norm (the default) fails in training with a batch of 1 and instance norm fails in any mode; so use a batch of at
+    least 2 in training or at least 16 (M) along one axis (with instance norm: at least 16 along one axis).
+    ``forward`` raises a ValueError saying so.
 
     3D (our extension; the paper is 2D): the same network with 3D kernels (3^3 depthwise, 5^3 and dilated 7^3
     attention).
@@ -185,6 +189,7 @@ class DLKUNet(nn.Module):
                 f"(its total pooling factor; sizes divisible by {self.divisor} avoid internal padding); got {spatial}. "
                 f"Pad the input to {padded} (e.g. monai.transforms.DivisiblePad(k={self.divisor}))."
             )
+        check_deepest_norms(x, self.divisor, [self.encoders[-1]], "DLKUNet")
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # weights trained with more deep-supervision heads load into this network: the extra heads fed only the

@@ -29,7 +29,14 @@ from monai.networks.layers.factories import Conv, Pool
 from lightseg_monai.layers.mobilevit import GMSBlock
 from lightseg_monai.layers.multi_kernel import LMSBlock
 from lightseg_monai.layers.precision import keep_half_precision
-from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, conv_norm_act, drop_extra_heads, resolve_norm
+from lightseg_monai.layers.utils import (
+    check_deepest_norms,
+    check_input_size,
+    check_spatial_dims,
+    conv_norm_act,
+    drop_extra_heads,
+    resolve_norm,
+)
 
 __all__ = ["LGMSNet", "lgmsnet"]
 
@@ -76,7 +83,11 @@ class LGMSNet(nn.Module):
 
     Input-size contract: every spatial size must divide by ``2 ** (len(channels) - 1) * patch_size`` (32 with the
     defaults), otherwise ``forward`` raises a ValueError that names the nearest valid padded shape; pad with
-    ``monai.transforms.DivisiblePad(k=32)`` or use a sliding-window ROI that divides by it.
+    ``monai.transforms.DivisiblePad(k=32)`` or use a sliding-window ROI that divides by it. The last stage (1/16)
+    then has at least ``patch_size`` voxels per axis; with ``patch_size=1`` an input of 16 per axis leaves one voxel
+    there, where instance norm (the 3D default) fails in any mode and batch norm fails in training with a batch of
+    1: use at least 32 along one axis (or, with batch norm, a batch of at least 2 in training). ``forward`` raises a
+    ValueError saying so.
 
     Args:
         spatial_dims: 2 or 3.
@@ -168,7 +179,8 @@ class LGMSNet(nn.Module):
             )
         norm = resolve_norm(norm, spatial_dims, "batch", "instance")
         mode = "bilinear" if spatial_dims == 2 else "trilinear"
-        self.divisor = 2 ** (len(channels) - 1) * int(patch_size)
+        self.pool_factor = 2 ** (len(channels) - 1)  # the last stage runs at 1/16
+        self.divisor = self.pool_factor * int(patch_size)
         self.deep_supervision = int(deep_supervision)
 
         def lms(c: int) -> LMSBlock:
@@ -221,6 +233,7 @@ class LGMSNet(nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():
             check_input_size(x, self.spatial_dims, self.divisor, "LGMSNet")
+            check_deepest_norms(x, self.pool_factor, [self.enc5], "LGMSNet")
         x1 = self.enc1(self.stem(x))
         x2 = self.enc2(self.pool(x1))
         x3 = self.enc3(self.pool(x2))

@@ -31,7 +31,7 @@ from monai.networks.layers.factories import Conv
 from lightseg_monai.layers.light_conv import LightConvBlock
 from lightseg_monai.layers.precision import keep_half_precision
 from lightseg_monai.layers.tokenized_shift import TokenizedShiftDown, TokenizedShiftUp, upsample_mode
-from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, drop_extra_heads
+from lightseg_monai.layers.utils import check_deepest_norms, check_input_size, check_spatial_dims, drop_extra_heads
 
 __all__ = ["LSUNet", "lsunet"]
 
@@ -72,7 +72,10 @@ class LSUNet(nn.Module):
 
     Input-size contract: every spatial size must divide by 32 (five x2 downsamplings), otherwise ``forward`` raises a
     ValueError that names the padded shape; pad with ``monai.transforms.DivisiblePad(k=32)`` or use a sliding-window
-    ROI that divides by 32.
+    ROI that divides by 32. Minimum: an input of 32 per axis leaves one voxel at 1/32, where batch norm (the default)
+    fails in training with a batch of 1 and instance norm fails in any mode; so use a batch of at least 2 in training
+    or at least 64 along one axis (with instance norm: at least 64 along one axis). ``forward`` raises a ValueError
+    saying so.
 
     Args:
         spatial_dims: 2 or 3.
@@ -180,6 +183,7 @@ class LSUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():
             check_input_size(x, self.spatial_dims, self.divisor, "LSUNet")
+            check_deepest_norms(x, self.divisor, [self.enc5, self.dec5], "LSUNet")  # the 1/32 blocks
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)

@@ -2,12 +2,14 @@
 # Licensed under the Apache License, Version 2.0
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.jit._recursive
+import torch.nn as nn
 from monai.networks.blocks import ADN
 
 from lightseg_monai.layers.precision import GroupNorm, keep_half_precision
-from lightseg_monai.layers.utils import ActNormADN, conv_norm_act
+from lightseg_monai.layers.utils import ActNormADN, check_deepest_norms, conv_norm_act
 
 from ..norms import randomize_norms
 
@@ -37,3 +39,28 @@ def test_scripted_blocks_keep_their_order_whatever_was_scripted_first(monkeypatc
         scripted = [torch.jit.script(b) for b in blocks]  # "AN" first, then "NA" of the same layer types
         for s, e in zip(scripted, expected):
             torch.testing.assert_close(s(x), e)
+
+
+def test_check_deepest_norms_follows_torchs_conditions():
+    x = torch.rand(1, 4, 8, 8)  # one voxel at 1/8
+    cases = [
+        (nn.InstanceNorm2d(4).eval(), "instance norm"),  # input statistics in any mode
+        (nn.InstanceNorm2d(4, track_running_stats=True).eval(), None),  # running statistics in eval mode
+        (nn.InstanceNorm2d(4, track_running_stats=True).train(), "instance norm"),
+        (nn.BatchNorm2d(4).eval(), None),
+        (nn.BatchNorm2d(4).train(), "batch of at least 2"),
+        (nn.BatchNorm2d(4, track_running_stats=False).eval(), "batch of at least 2"),  # batch statistics in any mode
+        (nn.GroupNorm(2, 4).train(), None),
+    ]
+    for norm, match in cases:
+        deep = torch.zeros(1, 4, 1, 1)
+        if match is None:
+            check_deepest_norms(x, 8, [norm], "Net")
+            norm(deep)  # and torch agrees
+        else:
+            with pytest.raises(ValueError, match=rf"Net: the input size \[8, 8\] becomes \[1, 1\].*{match}"):
+                check_deepest_norms(x, 8, [norm], "Net")
+            with pytest.raises(ValueError, match="Expected more than 1"):
+                norm(deep)
+    check_deepest_norms(torch.rand(1, 4, 16, 8), 8, [nn.InstanceNorm2d(4)], "Net")  # two voxels
+    check_deepest_norms(torch.rand(2, 4, 8, 8), 8, [nn.BatchNorm2d(4).train()], "Net")  # two samples

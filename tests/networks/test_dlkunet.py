@@ -191,3 +191,18 @@ def test_forward_is_the_u_net_wiring(spatial_dims, size):
         d0 = net.decoders[1]([e0, d1])
         expected = net.head(d0)
         torch.testing.assert_close(net(x), expected, rtol=0, atol=0)
+
+
+def test_one_voxel_deepest_level_raises_only_where_a_norm_would_fail():
+    """DLKUNet-M's depth accepts 8 per axis, which is one voxel at 1/8."""
+    torch.manual_seed(0)
+    net = DLKUNet(2, 1, 2, channels=TINY).train()  # batch norm
+    with pytest.raises(ValueError, match=r"DLKUNet: the input size \[8, 8\] becomes \[1, 1\].*batch of at least 2"):
+        net(torch.rand(1, 1, 8, 8))
+    assert net(torch.rand(2, 1, 8, 8)).shape == (2, 2, 8, 8)
+    assert net(torch.rand(1, 1, 16, 8)).shape == (1, 2, 16, 8)
+    net = DLKUNet(2, 1, 2, channels=TINY, norm="instance").eval()
+    with pytest.raises(ValueError, match="instance norm needs more than one voxel. Use an input of at least 16"):
+        net(torch.rand(1, 1, 8, 15))  # 15 // 8 == 1: pooling drops the odd rows
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 8, 16)).shape == (1, 2, 8, 16)

@@ -146,3 +146,24 @@ def test_forward_is_the_u_net_wiring(spatial_dims):
         y = net.decoder[2](torch.cat([s0, net.ups[2](y)], dim=1))
         expected = net.head(y)
         torch.testing.assert_close(net(x), expected, rtol=0, atol=0)
+
+
+def _small_rdiunet(spatial_dims: int, **kwargs) -> RDIUNet:
+    small = {"channels": (16, 16, 16, 16), "growth": 16, "dense_units": 1, "bottleneck_channels": 16}
+    return RDIUNet(spatial_dims, 1, 2, **small, **kwargs)
+
+
+def test_one_voxel_bottleneck_raises_only_where_a_norm_would_fail():
+    """16 per axis is the smallest size the divisor allows; at 1/16 that is one voxel."""
+    net = _small_rdiunet(3).eval()  # instance norm, the 3D default: fails in any mode
+    match = r"RDIUNet: the input size \[16, 16, 16\] becomes \[1, 1, 1\].*instance norm.*32"
+    with pytest.raises(ValueError, match=match):
+        net(torch.rand(1, 1, 16, 16, 16))
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 32, 16, 16)).shape == (1, 2, 32, 16, 16)
+    net = _small_rdiunet(2).train()  # batch norm: only in training with a batch of 1
+    with pytest.raises(ValueError, match=r"RDIUNet: the input size \[16, 16\].*batch of at least 2 in training"):
+        net(torch.rand(1, 1, 16, 16))
+    assert net(torch.rand(2, 1, 16, 16)).shape == (2, 2, 16, 16)
+    with torch.no_grad():
+        assert net.eval()(torch.rand(1, 1, 16, 16)).shape == (1, 2, 16, 16)
