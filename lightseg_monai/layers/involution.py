@@ -310,7 +310,9 @@ class ResidualInvolutionBlock(nn.Module):
             # which commutes with the 1x1 conv and with dropout's mask (conv(w * x) = w * conv(x)); the block becomes
             # one conv and one fused multiply-add, x + w * dropout(conv(x)), and the product map is never written (full
             # resolution in RDIU-Net). Dropout draws the same mask from the same random stream as on the product.
-            w = inv.kernel(x).to(x.dtype).flatten(1, 2)  # (B, 1, *S)
+            # (B, 1, *S): kernel(x) flattened, taken before its reshape so that a trace (ONNX export with a dynamic
+            # batch) keeps the static channel count, which the norm after the block needs
+            w = inv.span(inv.reduce(inv.pool(x))).to(x.dtype)
             return torch.addcmul(x, self.dropout(self.conv(x)), w)
         return x + self.dropout(self.conv(self.involution(x)))
 

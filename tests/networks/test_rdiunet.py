@@ -149,8 +149,8 @@ def test_forward_is_the_u_net_wiring(spatial_dims):
 
 
 def _small_rdiunet(spatial_dims: int, **kwargs) -> RDIUNet:
-    small = {"channels": (16, 16, 16, 16), "growth": 16, "dense_units": 1, "bottleneck_channels": 16}
-    return RDIUNet(spatial_dims, 1, 2, **small, **kwargs)
+    small = {"channels": (16, 16, 16, 16), "growth": 16, "dense_units": 1, "bottleneck_channels": 16, **kwargs}
+    return RDIUNet(spatial_dims, 1, 2, **small)
 
 
 def test_one_voxel_bottleneck_raises_only_where_a_norm_would_fail():
@@ -167,3 +167,20 @@ def test_one_voxel_bottleneck_raises_only_where_a_norm_would_fail():
     assert net(torch.rand(2, 1, 16, 16)).shape == (2, 2, 16, 16)
     with torch.no_grad():
         assert net.eval()(torch.rand(1, 1, 16, 16)).shape == (1, 2, 16, 16)
+
+
+def test_onnx_export_with_dynamic_batch_and_instance_norm(tmp_path):
+    # the TorchScript-based exporter needs static channel counts at every instance norm (3D default)
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    net = _small_rdiunet(3, channels=(16, 16)).eval()
+    path = str(tmp_path / "rdiunet.onnx")
+    torch.onnx.export(net, (torch.rand(1, 1, 8, 8, 8),), path, dynamo=False, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    onnx.checker.check_model(path)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 1, 8, 8, 8)
+    (y,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(y), net(x), rtol=1e-4, atol=1e-5)
