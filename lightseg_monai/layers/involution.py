@@ -250,8 +250,10 @@ class Involution(nn.Module):
         if not torch.jit.is_scripting():
             # stride 1 only: torch.compile (aot_eager, inductor; torch 2.13) mis-traces the backward's in-place
             # updates into the strided (unfold) windows of stride > 1 and returns wrong gradients, where autograd
-            # through the forward's views stays right
-            if self.taps > 1 and s == 1 and torch.is_grad_enabled() and (xg.requires_grad or w.requires_grad):
+            # through the forward's views stays right. Not under torch.jit.trace: its graph must not depend on the
+            # grad mode, and the Function would be an opaque Python op in it
+            grad = torch.is_grad_enabled() and (xg.requires_grad or w.requires_grad) and not torch.jit.is_tracing()
+            if self.taps > 1 and s == 1 and grad:
                 out = _Aggregate.apply(xg, w, taps, self.center, s)
                 return out.reshape([b, self.channels] + out_spatial)
         out = _aggregate(xg, w, taps, self.center, s)
@@ -308,7 +310,9 @@ class ResidualInvolutionBlock(nn.Module):
             # which commutes with the 1x1 conv and with dropout's mask (conv(w * x) = w * conv(x)); the block becomes
             # one conv and one fused multiply-add, x + w * dropout(conv(x)), and the product map is never written (full
             # resolution in RDIU-Net). Dropout draws the same mask from the same random stream as on the product.
-            w = inv.kernel(x).to(x.dtype).flatten(1, 2)  # (B, 1, *S)
+            # (B, 1, *S): kernel(x) flattened, taken before its reshape so that a trace (ONNX export with a dynamic
+            # batch) keeps the static channel count, which the norm after the block needs
+            w = inv.span(inv.reduce(inv.pool(x))).to(x.dtype)
             return torch.addcmul(x, self.dropout(self.conv(x)), w)
         return x + self.dropout(self.conv(self.involution(x)))
 

@@ -163,7 +163,8 @@ class LargeKernelAttention(nn.Module):
     The depthwise ``kernel_size`` conv gathers local context, the dilated depthwise conv extends the receptive field
     to ``kernel_size + (dilated_kernel_size - 1) * dilation`` pixels (23 with the defaults), the 1x1 conv mixes
     channels, and the result gates the input elementwise (Hadamard product). In inference (no autograd) the product is
-    taken in place on the attention map, saving one full-size tensor. On CPU the dilated conv runs as
+    taken in place on the attention map, saving one full-size tensor (not under ``torch.jit.trace``, whose graph must
+    not depend on the grad mode). On CPU the dilated conv runs as
     :func:`dilated_depthwise_conv` (same values, many times faster there); elsewhere it is the plain conv, which
     needs no extra copies (``dilated_impl`` overrides the choice).
 
@@ -207,7 +208,9 @@ class LargeKernelAttention(nn.Module):
         else:
             attn = self.dilated(attn)
         attn = self.pointwise(attn)
-        if torch.is_grad_enabled():
+        # a trace takes the out-of-place product whatever the grad mode, so that it records one graph (the tracer's
+        # check re-runs the forward under no_grad and compares)
+        if torch.is_grad_enabled() or torch.jit.is_tracing():
             return x * attn
         return attn.mul_(x)
 

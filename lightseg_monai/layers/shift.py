@@ -129,7 +129,9 @@ def shift_groups(x: torch.Tensor, bounds: list[int], axes: list[int], steps: lis
         axes: spatial axis (0-based) per group.
         steps: signed shift per group; ``+1`` gives ``out[i] = x[i - 1]``.
     """
-    if torch.jit.is_scripting() or not (x.requires_grad and torch.is_grad_enabled()):
+    # TorchScript and torch.jit.trace record the views (a trace records one graph whatever the grad mode; an
+    # autograd.Function would be an opaque Python op in it)
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or not (x.requires_grad and torch.is_grad_enabled()):
         return _shift_views(x, bounds, axes, steps)
     return _ShiftGroups.apply(x, bounds, axes, steps)
 

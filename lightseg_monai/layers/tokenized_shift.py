@@ -30,8 +30,25 @@ from lightseg_monai.layers.utils import check_spatial_dims
 __all__ = ["TokenizedShiftBlock", "TokenizedShiftDown", "TokenizedShiftUp", "upsample_mode"]
 
 
-def upsample_mode(spatial_dims: int, mode: str = "linear") -> str:
-    """``nn.Upsample`` mode for ``spatial_dims``: "linear" becomes "bilinear" (2D) or "trilinear" (3D)."""
+#: ``nn.Upsample`` modes for 2D and 3D maps, and "linear" (ours: bilinear in 2D, trilinear in 3D)
+UPSAMPLE_MODES = {
+    2: ("linear", "nearest", "nearest-exact", "bilinear", "bicubic", "area"),
+    3: ("linear", "nearest", "nearest-exact", "trilinear", "area"),
+}
+
+
+def upsample_mode(spatial_dims: int, mode: str = "linear", name: str = "mode") -> str:
+    """``nn.Upsample`` mode for ``spatial_dims``: "linear" becomes "bilinear" (2D) or "trilinear" (3D).
+
+    Raises a ValueError naming the argument ``name`` for a mode that ``spatial_dims`` maps cannot take (``"bicubic"``
+    in 3D, ``"trilinear"`` in 2D, a misspelling), at construction rather than in the first forward.
+    """
+    valid = UPSAMPLE_MODES[check_spatial_dims(spatial_dims)]
+    if mode not in valid:
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(m) for m in valid)} for spatial_dims={spatial_dims}, got {mode!r} "
+            f"(\"linear\" is bilinear in 2D and trilinear in 3D)."
+        )
     if mode == "linear":
         return "bilinear" if spatial_dims == 2 else "trilinear"
     return mode

@@ -4,13 +4,23 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import torch
 import torch.nn as nn
-from monai.networks.blocks import Convolution
+from monai.networks.blocks import ADN, Convolution
 from monai.networks.layers.factories import Act
 
-__all__ = ["check_input_size", "check_spatial_dims", "conv_norm_act", "drop_extra_heads", "resolve_norm"]
+__all__ = [
+    "ActNormADN",
+    "check_deepest_norms",
+    "check_input_size",
+    "check_spatial_dims",
+    "conv_norm_act",
+    "drop_extra_heads",
+    "resolve_norm",
+]
 
 # MONAI's activation factory has "swish" (its own two-kernel x * sigmoid(alpha * x)) but not PyTorch's fused SiLU,
 # which the papers' reference code uses. Register it once so "silu" works in code and in bundle configs.
@@ -45,6 +55,41 @@ def check_input_size(x, spatial_dims: int, divisor: int, name: str) -> None:
         )
 
 
+def check_deepest_norms(x: torch.Tensor, factor: int, blocks: Sequence[nn.Module], name: str) -> None:
+    """Raise a ValueError where a norm in ``blocks``, which run at the input's size divided by ``factor`` (the deepest
+    level of a network), would fail on a one-voxel map.
+
+    There an instance norm that normalises by the input's statistics (in training, or always without running
+    statistics) has one value per channel and sample, and a batch norm in training one value per channel when the
+    batch has one sample; PyTorch then raises deep inside the network. This names the network, the input size, the
+    size it reaches and the smallest input that works instead. Sizes whose deepest level has more than one voxel
+    return at once. Networks call it only outside TorchScript (``if not torch.jit.is_scripting()``).
+    """
+    spatial = [int(s) for s in x.shape[2:]]
+    deepest = [s // factor for s in spatial]
+    if math.prod(deepest) > 1:
+        return
+    # the conditions under which torch's instance_norm and batch_norm raise
+    instance = batch = False
+    for block in blocks:
+        for m in block.modules():
+            if isinstance(m, nn.modules.instancenorm._InstanceNorm):
+                instance = instance or m.training or not m.track_running_stats
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                batch = batch or m.training or m.running_mean is None
+    reached = f"the input size {spatial} becomes {deepest} (one voxel) at its deepest level (1/{factor})"
+    if instance:  # first: a larger batch would not help
+        raise ValueError(
+            f"{name}: {reached}, where its instance norm needs more than one voxel. Use an input of at least "
+            f"{2 * factor} along one axis (or a norm that is not instance norm)."
+        )
+    if batch and x.shape[0] == 1:
+        raise ValueError(
+            f"{name}: {reached}, where its batch norm in training needs more than one value per channel. Use a batch "
+            f"of at least 2 in training, or an input of at least {2 * factor} along one axis."
+        )
+
+
 def drop_extra_heads(state_dict: dict, prefix: str, kept: int) -> list[str]:
     """Remove from ``state_dict`` the entries of the heads ``prefix + "<i>."`` with ``i >= kept``; return their keys.
 
@@ -69,6 +114,23 @@ def resolve_norm(norm: str | tuple | None, spatial_dims: int, default_2d: str | 
     return default_2d if spatial_dims == 2 else default_3d
 
 
+class ActNormADN(ADN):
+    """MONAI's ``ADN`` built with the activation before the norm (``ordering="AN"``); the same module otherwise.
+
+    TorchScript compiles one type per module class and set of named submodules, and does not look at their order:
+    an ``ADN`` holding ``A`` then ``N`` and one holding ``N`` then ``A`` of the same layer types would share one
+    compiled ``forward``, so whichever was scripted first in a process would set the order of the other (a silently
+    wrong scripted network). This subclass gives the activation-first order its own TorchScript type.
+    :func:`conv_norm_act` swaps it in by ``__class__`` (no new state: the same parameters and state_dict keys).
+    """
+
+
+#: ADN child order (the names of its submodules, in order) -> the class :func:`conv_norm_act` gives it. Orders not
+#: listed follow MONAI's usual N, D, A order and stay plain ``ADN`` (``conv_norm_act`` builds no dropout, so norm and
+#: activation are the only children that can change places).
+_ADN_ORDER_CLASSES: dict[str, type] = {"AN": ActNormADN}
+
+
 def conv_norm_act(
     spatial_dims: int,
     in_channels: int,
@@ -83,8 +145,10 @@ def conv_norm_act(
     """A MONAI ``Convolution`` (conv, then norm and activation in ``ordering``), with "same" padding.
 
     ``norm`` and ``act`` take anything ``monai.networks.layers.factories`` accepts: a name or a ``(name, kwargs)`` pair.
+    ``ordering="AN"`` (activation, then norm) makes the block's ``adn`` an :class:`ActNormADN`, so that TorchScript
+    does not confuse it with a norm-then-activation block (see there).
     """
-    return Convolution(
+    block = Convolution(
         spatial_dims,
         in_channels,
         out_channels,
@@ -96,3 +160,9 @@ def conv_norm_act(
         groups=groups,
         adn_ordering=ordering,
     )
+    adn = getattr(block, "adn", None)
+    if type(adn) is ADN:
+        cls = _ADN_ORDER_CLASSES.get("".join(adn._modules))
+        if cls is not None:
+            adn.__class__ = cls  # same submodules and state_dict keys; only the TorchScript type changes
+    return block

@@ -32,7 +32,7 @@ from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.large_kernel import DecoderFusionBlock, EBlock
 from lightseg_monai.layers.precision import keep_half_precision
-from lightseg_monai.layers.utils import check_spatial_dims, drop_extra_heads
+from lightseg_monai.layers.utils import check_deepest_norms, check_spatial_dims, drop_extra_heads
 
 __all__ = ["DLKUNet", "dlkunet_s", "dlkunet_m", "dlkunet_l"]
 
@@ -64,6 +64,10 @@ class DLKUNet(nn.Module):
     raises a ValueError naming it. Sizes that do not divide by that factor are accepted, as in the paper: max pooling
     drops the odd last row and the decoder fusion block zero-pads the upsampled map back to the skip's size (Sec. 3.3,
     "auto-resize"). Sizes divisible by it (``monai.transforms.DivisiblePad(k=8)`` for M) lose nothing to pooling.
+    Minimum: sizes below twice that factor on every axis (16 for M) leave one voxel at the deepest level, where batch
+    norm (the default) fails in training with a batch of 1 and instance norm fails in any mode; so use a batch of at
+    least 2 in training or at least 16 (M) along one axis (with instance norm: at least 16 along one axis).
+    ``forward`` raises a ValueError saying so.
 
     3D (our extension; the paper is 2D): the same network with 3D kernels (3^3 depthwise, 5^3 and dilated 7^3
     attention).
@@ -167,6 +171,9 @@ class DLKUNet(nn.Module):
         self.ds_heads = nn.ModuleList(
             [conv(channels[i], out_channels, kernel_size=1) for i in range(1, deep_supervision + 1)]
         )
+        # norms and upsampling run in the input's half precision under autocast (no float32 round trips); once, here,
+        # like the other networks, so that use_torch_layers (the plain layers, for comparisons) is not undone later
+        keep_half_precision(self)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != self.spatial_dims + 2:
@@ -182,8 +189,7 @@ class DLKUNet(nn.Module):
                 f"(its total pooling factor; sizes divisible by {self.divisor} avoid internal padding); got {spatial}. "
                 f"Pad the input to {padded} (e.g. monai.transforms.DivisiblePad(k={self.divisor}))."
             )
-        # norms and upsampling run in the input's half precision under autocast (no float32 round trips)
-        keep_half_precision(self)
+        check_deepest_norms(x, self.divisor, [self.encoders[-1]], "DLKUNet")
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # weights trained with more deep-supervision heads load into this network: the extra heads fed only the
@@ -196,7 +202,10 @@ class DLKUNet(nn.Module):
             self._check_input(x)
         supervise = self.training and self.deep_supervision > 0
         chunk = self.inference_chunk
-        if chunk is not None and x.shape[0] > chunk and not self.training and not torch.is_grad_enabled():
+        # chunks only in eval mode without autograd, and never in a trace (torch.jit.trace, ONNX export): a traced graph
+        # would hold the traced batch's number of chunks, where one whole-batch pass serves every batch size
+        chunked = not (self.training or torch.is_grad_enabled() or torch.jit.is_tracing())
+        if chunked and chunk is not None and x.shape[0] > chunk:
             # the full-resolution maps are 96 channels wide: at batch 64 and 256x256 in bf16 each is 0.8 GB, and a
             # block holds three of them plus cuDNN's layout copies, so large eval batches run a chunk at a time
             return torch.cat([self._forward(part, False)[0] for part in x.split(chunk)])

@@ -29,7 +29,14 @@ from monai.networks.layers.factories import Conv, Pool
 from lightseg_monai.layers.mobilevit import GMSBlock
 from lightseg_monai.layers.multi_kernel import LMSBlock
 from lightseg_monai.layers.precision import keep_half_precision
-from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, conv_norm_act, drop_extra_heads, resolve_norm
+from lightseg_monai.layers.utils import (
+    check_deepest_norms,
+    check_input_size,
+    check_spatial_dims,
+    conv_norm_act,
+    drop_extra_heads,
+    resolve_norm,
+)
 
 __all__ = ["LGMSNet", "lgmsnet"]
 
@@ -76,7 +83,11 @@ class LGMSNet(nn.Module):
 
     Input-size contract: every spatial size must divide by ``2 ** (len(channels) - 1) * patch_size`` (32 with the
     defaults), otherwise ``forward`` raises a ValueError that names the nearest valid padded shape; pad with
-    ``monai.transforms.DivisiblePad(k=32)`` or use a sliding-window ROI that divides by it.
+    ``monai.transforms.DivisiblePad(k=32)`` or use a sliding-window ROI that divides by it. The last stage (1/16)
+    then has at least ``patch_size`` voxels per axis; with ``patch_size=1`` an input of 16 per axis leaves one voxel
+    there, where instance norm (the 3D default) fails in any mode and batch norm fails in training with a batch of
+    1: use at least 32 along one axis (or, with batch norm, a batch of at least 2 in training). ``forward`` raises a
+    ValueError saying so.
 
     Args:
         spatial_dims: 2 or 3.
@@ -144,10 +155,32 @@ class LGMSNet(nn.Module):
             raise ValueError(f"deep_supervision must be between 0 and 3 (extra heads at 1/2, 1/4, 1/8), got {deep_supervision}.")
         if patch_size < 1:
             raise ValueError(f"patch_size must be positive, got {patch_size}.")
+        c1, c2, c3, c4, c5 = channels
+        # the LMS blocks' own checks would name their parameters (kernel_sizes, reduction), not these
+        lms_kernel_sizes = tuple(int(k) for k in lms_kernel_sizes)
+        n_kernels = len(lms_kernel_sizes)
+        if n_kernels == 0 or any(k < 1 or k % 2 == 0 for k in lms_kernel_sizes):
+            raise ValueError(
+                f"lms_kernel_sizes must list positive odd kernel sizes (\"same\" padding), e.g. (3, 5, 7, 9); "
+                f"got {lms_kernel_sizes}."
+            )
+        if lms_reduction < 1:
+            raise ValueError(f"lms_reduction must be a positive channel reduction (e.g. 4), got {lms_reduction}.")
+        lms_widths = f"the LMS stage widths channels[0] and channels[1] ({c1}, {c2})"
+        if c1 % n_kernels != 0 or c2 % n_kernels != 0:
+            raise ValueError(
+                f"{lms_widths} must divide by the number of lms_kernel_sizes ({n_kernels}, one channel group per "
+                f"kernel); use multiples of {n_kernels} there or change lms_kernel_sizes (got {lms_kernel_sizes})."
+            )
+        if c1 % lms_reduction != 0 or c2 % lms_reduction != 0:
+            raise ValueError(
+                f"{lms_widths} must divide by lms_reduction ({lms_reduction}); use multiples of {lms_reduction} there "
+                f"or a divisor of both as lms_reduction."
+            )
         norm = resolve_norm(norm, spatial_dims, "batch", "instance")
         mode = "bilinear" if spatial_dims == 2 else "trilinear"
-        c1, c2, c3, c4, c5 = channels
-        self.divisor = 2 ** (len(channels) - 1) * int(patch_size)
+        self.pool_factor = 2 ** (len(channels) - 1)  # the last stage runs at 1/16
+        self.divisor = self.pool_factor * int(patch_size)
         self.deep_supervision = int(deep_supervision)
 
         def lms(c: int) -> LMSBlock:
@@ -200,6 +233,7 @@ class LGMSNet(nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():
             check_input_size(x, self.spatial_dims, self.divisor, "LGMSNet")
+            check_deepest_norms(x, self.pool_factor, [self.enc5], "LGMSNet")
         x1 = self.enc1(self.stem(x))
         x2 = self.enc2(self.pool(x1))
         x3 = self.enc3(self.pool(x2))

@@ -31,7 +31,7 @@ from monai.networks.layers.factories import Conv
 from lightseg_monai.layers.light_conv import LightConvBlock
 from lightseg_monai.layers.precision import keep_half_precision
 from lightseg_monai.layers.tokenized_shift import TokenizedShiftDown, TokenizedShiftUp, upsample_mode
-from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, drop_extra_heads
+from lightseg_monai.layers.utils import check_deepest_norms, check_input_size, check_spatial_dims, drop_extra_heads
 
 __all__ = ["LSUNet", "lsunet"]
 
@@ -72,7 +72,10 @@ class LSUNet(nn.Module):
 
     Input-size contract: every spatial size must divide by 32 (five x2 downsamplings), otherwise ``forward`` raises a
     ValueError that names the padded shape; pad with ``monai.transforms.DivisiblePad(k=32)`` or use a sliding-window
-    ROI that divides by 32.
+    ROI that divides by 32. Minimum: an input of 32 per axis leaves one voxel at 1/32, where batch norm (the default)
+    fails in training with a batch of 1 and instance norm fails in any mode; so use a batch of at least 2 in training
+    or at least 64 along one axis (with instance norm: at least 64 along one axis). ``forward`` raises a ValueError
+    saying so.
 
     Args:
         spatial_dims: 2 or 3.
@@ -90,8 +93,8 @@ class LSUNet(nn.Module):
             small batches "instance" may suit better (needs inputs of at least 64 so that 1/32 has 2 voxels).
         group_norm: the "GNorm" of Eqs. 2 and 9. Defaults to GroupNorm with 4 groups.
         act: activation. Defaults to GELU (Eqs. 1, 3, 10).
-        upsample: ``nn.Upsample`` mode of the decoder; "linear" is bilinear (2D) or trilinear (3D). Defaults to
-            "linear".
+        upsample: ``nn.Upsample`` mode of the decoder; "linear" is bilinear (2D) or trilinear (3D). Also "nearest",
+            "nearest-exact", "area", and "bilinear", "bicubic" (2D) or "trilinear" (3D). Defaults to "linear".
         deep_supervision: number of extra heads, at 1/2, 1/4, ... in that order (0-5; 0 turns deep supervision off).
             Defaults to 5: six outputs l0..l5 (paper, Fig. 1). Weights trained with more heads load into a network
             built with fewer (the extra heads are dropped): inference can build it with 0.
@@ -138,7 +141,7 @@ class LSUNet(nn.Module):
         c1, c2, c3, c4, c5 = channels
         self.divisor = 2 ** len(channels)
         self.deep_supervision = int(deep_supervision)
-        mode = upsample_mode(spatial_dims, upsample)
+        mode = upsample_mode(spatial_dims, upsample, "upsample")
         align = False if mode in ("linear", "bilinear", "bicubic", "trilinear") else None
         light = {"mlp_ratio": mlp_ratio, "norm": norm, "group_norm": group_norm, "act": act}
         tok = {
@@ -180,6 +183,7 @@ class LSUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():
             check_input_size(x, self.spatial_dims, self.divisor, "LSUNet")
+            check_deepest_norms(x, self.divisor, [self.enc5, self.dec5], "LSUNet")  # the 1/32 blocks
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)

@@ -39,7 +39,13 @@ from monai.networks.layers.factories import Conv, Pool
 
 from lightseg_monai.layers.involution import ConvInvolutionUnit, ResidualDenseInvolutionBlock
 from lightseg_monai.layers.precision import keep_half_precision
-from lightseg_monai.layers.utils import check_input_size, check_spatial_dims, drop_extra_heads, resolve_norm
+from lightseg_monai.layers.utils import (
+    check_deepest_norms,
+    check_input_size,
+    check_spatial_dims,
+    drop_extra_heads,
+    resolve_norm,
+)
 
 __all__ = ["RDIUNet", "rdiunet"]
 
@@ -84,6 +90,10 @@ class RDIUNet(nn.Module):
     Input-size contract: every spatial size must divide by ``2 ** len(channels)`` (16 with the defaults), otherwise
     ``forward`` raises a ValueError naming the padded shape; pad with ``monai.transforms.DivisiblePad(k=16)`` or use a
     sliding-window ROI that divides by 16. ``forward`` maps ``(B, in_channels, *S)`` to ``(B, out_channels, *S)``.
+    Minimum: an input of 16 per axis leaves one voxel at the bottleneck (1/16), where instance norm (the 3D default)
+    fails in any mode and batch norm fails in training with a batch of 1; so use at least 32 along one axis with
+    instance norm, and with batch norm at least 32 along one axis or a batch of at least 2 in training. ``forward``
+    raises a ValueError saying so.
 
     Args:
         spatial_dims: 2 or 3.
@@ -144,6 +154,12 @@ class RDIUNet(nn.Module):
         channels = tuple(int(c) for c in channels)
         if len(channels) < 1:
             raise ValueError("channels must list at least one encoder level width, e.g. (16, 32, 64, 128).")
+        if group_channels < 1:
+            raise ValueError(
+                f"group_channels (channels per involution kernel) must be positive (e.g. 16), got {group_channels}."
+            )
+        if reduction < 1:
+            raise ValueError(f"reduction (of the involution kernel branch) must be positive (e.g. 4), got {reduction}.")
         for c in channels + (int(growth),):
             if c < 1 or c % group_channels != 0 or c % reduction != 0:
                 raise ValueError(
@@ -209,6 +225,7 @@ class RDIUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:  # noqa: UP007
         if not torch.jit.is_scripting():
             check_input_size(x, self.spatial_dims, self.divisor, "RDIUNet")
+            check_deepest_norms(x, self.divisor, [self.bottleneck], "RDIUNet")
         skips: list[torch.Tensor] = []
         for enc in self.encoder:
             x = enc(x)

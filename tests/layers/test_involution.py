@@ -236,6 +236,17 @@ def test_involution_compiles_fullgraph(spatial_dims):
         torch.testing.assert_close(compiled(x), inv(x))
 
 
+def test_involution_traces_one_graph_whatever_the_grad_mode():
+    # with grad on, eager training takes the hand-written backward (an autograd.Function); a trace records the views
+    # instead, the same graph as its no_grad re-trace (torch.jit.trace's default check)
+    torch.manual_seed(0)
+    inv = randomize_norms(Involution(2, 16, 3)).eval()
+    x = torch.randn(2, 16, 8, 8)
+    traced = torch.jit.trace(inv, x)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), inv(x))
+
+
 def test_rib_is_residual_over_involution_conv_dropout():
     torch.manual_seed(0)
     rib = ResidualInvolutionBlock(2, 16, kernel_size=3, dropout=0.5).eval()

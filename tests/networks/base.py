@@ -153,6 +153,15 @@ class NetworkTester:
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), net(x), rtol=1e-4, atol=1e-5)
 
+    def test_trace(self):
+        # torch.jit.trace with its default check, which traces again under no_grad and compares the two graphs: the
+        # forward may not branch on the grad mode while tracing
+        net = self.make(2, 1, 2).eval()
+        x = torch.rand(2, 1, self.size_2d, self.size_2d)
+        traced = torch.jit.trace(net, x)
+        with torch.no_grad():
+            torch.testing.assert_close(traced(x), net(x), rtol=1e-4, atol=1e-5)
+
     def test_compile_fullgraph(self):
         net = self.make(2, 1, 2).eval()
         x = torch.rand(1, 1, self.size_2d, self.size_2d)

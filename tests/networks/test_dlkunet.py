@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lightseg_monai.layers.precision import GroupNorm, use_torch_layers
 from lightseg_monai.networks import DLKUNet, dlkunet_l, dlkunet_m, dlkunet_s
 from lightseg_monai.utils import count_flops, count_macs
 
@@ -154,6 +155,25 @@ def test_training_mode_is_never_chunked():
     assert calls == [3]
 
 
+def test_half_precision_layers_are_swapped_in_once_at_construction():
+    net = DLKUNet(2, 1, 2, channels=TINY, norm=("group", {"num_groups": 2})).eval()
+    assert type(net.encoders[0].norm1) is GroupNorm  # before any forward
+    use_torch_layers(net)
+    with torch.no_grad():
+        net(torch.rand(1, 1, 16, 16))
+    assert type(net.encoders[0].norm1) is torch.nn.GroupNorm  # a forward does not swap them back
+
+
+def test_a_trace_is_never_chunked():
+    """A trace (torch.jit.trace, ONNX export) records one whole-batch pass, so it serves other batch sizes."""
+    torch.manual_seed(0)
+    net = DLKUNet(2, 1, 2, channels=TINY, inference_chunk=1).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(net, torch.rand(2, 1, 16, 16))
+        x = torch.rand(3, 1, 16, 16)
+        torch.testing.assert_close(traced(x), net(x))
+
+
 @pytest.mark.parametrize("spatial_dims,size", [(2, (20, 18)), (3, (8, 10, 8))])
 def test_forward_is_the_u_net_wiring(spatial_dims, size):
     """net(x) in eval mode, rebuilt from its submodules with the U-Net wiring written out: EBlock at full resolution,
@@ -171,3 +191,18 @@ def test_forward_is_the_u_net_wiring(spatial_dims, size):
         d0 = net.decoders[1]([e0, d1])
         expected = net.head(d0)
         torch.testing.assert_close(net(x), expected, rtol=0, atol=0)
+
+
+def test_one_voxel_deepest_level_raises_only_where_a_norm_would_fail():
+    """DLKUNet-M's depth accepts 8 per axis, which is one voxel at 1/8."""
+    torch.manual_seed(0)
+    net = DLKUNet(2, 1, 2, channels=TINY).train()  # batch norm
+    with pytest.raises(ValueError, match=r"DLKUNet: the input size \[8, 8\] becomes \[1, 1\].*batch of at least 2"):
+        net(torch.rand(1, 1, 8, 8))
+    assert net(torch.rand(2, 1, 8, 8)).shape == (2, 2, 8, 8)
+    assert net(torch.rand(1, 1, 16, 8)).shape == (1, 2, 16, 8)
+    net = DLKUNet(2, 1, 2, channels=TINY, norm="instance").eval()
+    with pytest.raises(ValueError, match="instance norm needs more than one voxel. Use an input of at least 16"):
+        net(torch.rand(1, 1, 8, 15))  # 15 // 8 == 1: pooling drops the odd rows
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 8, 16)).shape == (1, 2, 8, 16)

@@ -53,6 +53,11 @@ def test_complexity_matches_paper():
         ({"channels": (18, 32, 64, 128, 128)}, "divide"),
         ({"deep_supervision": 4}, "deep_supervision"),
         ({"transformer_ratio": 1.0}, "transformer_ratio"),
+        # the user's argument names, not the LMS block's (reduction, kernel_sizes)
+        ({"lms_reduction": 3}, r"divide by lms_reduction \(3\)"),
+        ({"lms_reduction": 0}, "lms_reduction must be a positive"),
+        ({"lms_kernel_sizes": (3, 5, 7)}, r"number of lms_kernel_sizes \(3"),
+        ({"lms_kernel_sizes": (3, 4, 5, 7)}, "lms_kernel_sizes must list positive odd"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -100,3 +105,17 @@ def test_forward_wiring_equals_the_architecture():
         return [net.head(d2)] + [head(f) for head, f in zip(net.ds_heads, (d3, d4, d5))]
 
     _check_against(net, x, reference)
+
+
+def test_one_voxel_last_stage_raises_only_where_a_norm_would_fail():
+    """With patch_size=1 the divisor is 16, and 16 per axis leaves one voxel at the last stage (1/16)."""
+    torch.manual_seed(0)
+    net = LGMSNet(2, 1, 2, channels=(8, 8, 16, 16, 16), patch_size=1, norm="instance").eval()
+    with pytest.raises(ValueError, match=r"LGMSNet: the input size \[16, 16\] becomes \[1, 1\].*instance norm"):
+        net(torch.rand(1, 1, 16, 16))
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 32, 16)).shape == (1, 2, 32, 16)
+    net = LGMSNet(2, 1, 2, channels=(8, 8, 16, 16, 16), patch_size=1).train()  # batch norm
+    with pytest.raises(ValueError, match="batch of at least 2 in training"):
+        net(torch.rand(1, 1, 16, 16))
+    assert net(torch.rand(2, 1, 16, 16)).shape == (2, 2, 16, 16)

@@ -78,6 +78,20 @@ def test_bad_arguments(kwargs, match):
         LSUNet(2, 1, 2, **kwargs)
 
 
+@pytest.mark.parametrize("spatial_dims,mode", [(3, "bicubic"), (2, "trilinear"), (2, "bilinaer")])
+def test_upsample_mode_is_checked_at_construction(spatial_dims, mode):
+    # torch would only refuse these in the first forward
+    with pytest.raises(ValueError, match=f"upsample must be one of .* for spatial_dims={spatial_dims}, got '{mode}'"):
+        LSUNet(spatial_dims, 1, 2, upsample=mode)
+
+
+def test_upsample_mode_nearest():
+    net = LSUNet(2, 1, 2, channels=(8, 16, 16, 16, 16), upsample="nearest", deep_supervision=0).eval()
+    assert net.up_out.mode == "nearest" and net.dec5.up.mode == "nearest"
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+
+
 def test_error_names_the_padded_shape():
     net = LSUNet(2, 1, 2).eval()
     with pytest.raises(ValueError, match=r"\[64, 96\]"):
@@ -122,3 +136,19 @@ def test_forward_wiring_equals_the_architecture():
         return [out] + [head(f) for head, f in zip(net.ds_heads, (d1, d2, d3, d4, d5))]
 
     _check_against(net, x, reference)
+
+
+def test_one_voxel_deepest_level_raises_only_where_a_norm_would_fail():
+    """32 per axis is the smallest size the divisor allows; at 1/32 that is one voxel."""
+    torch.manual_seed(0)
+    net = LSUNet(2, 1, 2, channels=(8, 16, 16, 16, 16), deep_supervision=0).train()  # batch norm
+    with pytest.raises(ValueError, match=r"LSUNet: the input size \[32, 32\] becomes \[1, 1\].*batch of at least 2"):
+        net(torch.rand(1, 1, 32, 32))
+    assert net(torch.rand(2, 1, 32, 32)).shape == (2, 2, 32, 32)
+    with torch.no_grad():
+        assert net.eval()(torch.rand(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+    net = LSUNet(2, 1, 2, channels=(8, 16, 16, 16, 16), norm="instance", deep_supervision=0).eval()
+    with pytest.raises(ValueError, match="instance norm needs more than one voxel. Use an input of at least 64"):
+        net(torch.rand(2, 1, 32, 32))
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 64, 32)).shape == (1, 2, 64, 32)

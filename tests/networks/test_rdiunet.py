@@ -94,6 +94,8 @@ def test_dropout_only_in_training():
         ({"dropout": 1.0}, "dropout"),
         ({"dense_units": 0}, "units"),
         ({"bottleneck_channels": 0}, "bottleneck_channels"),
+        ({"group_channels": 0}, "group_channels .* must be positive"),
+        ({"reduction": 0}, "reduction .* must be positive"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -144,3 +146,41 @@ def test_forward_is_the_u_net_wiring(spatial_dims):
         y = net.decoder[2](torch.cat([s0, net.ups[2](y)], dim=1))
         expected = net.head(y)
         torch.testing.assert_close(net(x), expected, rtol=0, atol=0)
+
+
+def _small_rdiunet(spatial_dims: int, **kwargs) -> RDIUNet:
+    small = {"channels": (16, 16, 16, 16), "growth": 16, "dense_units": 1, "bottleneck_channels": 16, **kwargs}
+    return RDIUNet(spatial_dims, 1, 2, **small)
+
+
+def test_one_voxel_bottleneck_raises_only_where_a_norm_would_fail():
+    """16 per axis is the smallest size the divisor allows; at 1/16 that is one voxel."""
+    net = _small_rdiunet(3).eval()  # instance norm, the 3D default: fails in any mode
+    match = r"RDIUNet: the input size \[16, 16, 16\] becomes \[1, 1, 1\].*instance norm.*32"
+    with pytest.raises(ValueError, match=match):
+        net(torch.rand(1, 1, 16, 16, 16))
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 32, 16, 16)).shape == (1, 2, 32, 16, 16)
+    net = _small_rdiunet(2).train()  # batch norm: only in training with a batch of 1
+    with pytest.raises(ValueError, match=r"RDIUNet: the input size \[16, 16\].*batch of at least 2 in training"):
+        net(torch.rand(1, 1, 16, 16))
+    assert net(torch.rand(2, 1, 16, 16)).shape == (2, 2, 16, 16)
+    with torch.no_grad():
+        assert net.eval()(torch.rand(1, 1, 16, 16)).shape == (1, 2, 16, 16)
+
+
+def test_onnx_export_with_dynamic_batch_and_instance_norm(tmp_path):
+    # the TorchScript-based exporter needs static channel counts at every instance norm (3D default)
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    net = _small_rdiunet(3, channels=(16, 16)).eval()
+    path = str(tmp_path / "rdiunet.onnx")
+    torch.onnx.export(net, (torch.rand(1, 1, 8, 8, 8),), path, dynamo=False, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    onnx.checker.check_model(path)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 1, 8, 8, 8)
+    (y,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(y), net(x), rtol=1e-4, atol=1e-5)
