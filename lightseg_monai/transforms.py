@@ -27,9 +27,13 @@ import os
 import tempfile
 from collections.abc import Hashable, Mapping
 
+import nibabel as nib
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import ITKWriter, NibabelWriter
+from monai.data import NibabelReader as _MonaiNibabelReader
+from monai.data.utils import affine_to_spacing
 from monai.data.image_writer import logger as _writer_logger
 from monai.transforms import LoadImaged as _MonaiLoadImaged
 from monai.transforms import MapTransform
@@ -42,6 +46,7 @@ from lightseg_monai.data import MaskFolderLayout, check_dicom_series
 __all__ = [
     "Spacingd",
     "LoadImaged",
+    "NibabelReader",
     "CheckImageLabeld",
     "OriginalLabeld",
     "AtomicNibabelWriter",
@@ -108,6 +113,41 @@ class _NamingLoader:
             ) from e
 
 
+class NibabelReader(_MonaiNibabelReader):
+    """``monai.data.NibabelReader`` (same arguments) that keeps the sform of a NIfTI file without a qform.
+
+    MONAI's reader "corrects" a header whose ``pixdim`` disagrees with the affine, and for a file with an sform
+    (``sform_code > 0``) and no qform (``qform_code == 0``) whose ``pixdim`` was left at its default (nibabel's
+    ``set_sform`` does not update it) it replaces the sform by the unset qform: an oblique 0.8 x 0.9 x 2.5 mm volume
+    is read with an identity affine, and its mask is written so, without a warning. The NIfTI standard reads such a
+    file by its sform, as nibabel and ITK do; here the sform (and the matching ``pixdim``) is put back.
+    """
+
+    def read(self, data, **kwargs):
+        images = super().read(data, **kwargs)
+        for img in images if isinstance(images, list) else [images]:
+            _restore_sform_only_affine(img)
+        return images
+
+
+def _restore_sform_only_affine(img) -> None:
+    filename = img.get_filename()
+    if filename is None:
+        return
+    header = nib.load(filename).header  # the file's own header (lazy: the data is not read)
+    if int(header["sform_code"]) <= 0 or int(header["qform_code"]) != 0:
+        return
+    sform = header.get_sform()
+    if np.allclose(img.affine, sform):
+        return
+    img.set_sform(sform, code=int(header["sform_code"]))
+    zooms = list(img.header.get_zooms())
+    n = min(len(zooms), 3)
+    zooms[:n] = affine_to_spacing(sform, r=n).tolist()
+    img.header.set_zooms(zooms)
+    logger.debug(f"{filename}: kept the sform (no qform; pixdim {tuple(header.get_zooms())} left unset)")
+
+
 class LoadImaged(_MonaiLoadImaged):
     """``monai.transforms.LoadImaged`` (same arguments) whose read errors name the file.
 
@@ -122,6 +162,8 @@ class LoadImaged(_MonaiLoadImaged):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._loader = _NamingLoader(self._loader)
+        if inspect.signature(_MonaiLoadImaged.__init__).bind(self, *args, **kwargs).arguments.get("reader") is None:
+            self.register(NibabelReader())  # the last registered reader is tried first
 
     def register(self, reader) -> None:
         self._loader._inner.register(reader)

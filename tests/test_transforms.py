@@ -254,3 +254,31 @@ def test_save_imaged_names_masks_without_the_extension_and_keeps_monai_arguments
     save(output_dir=str(tmp_path / "b"), output_postfix="mask", output_ext=".nrrd", separate_folder=True,
          data_root_dir=str(tmp_path))
     assert (tmp_path / "b" / "in" / "Case.V2" / "Case.V2_mask.nrrd").is_file()
+
+
+def test_a_nifti_with_an_sform_and_no_qform_keeps_its_geometry(tmp_path):
+    # nibabel's set_sform leaves pixdim at 1; MONAI's reader then replaced the (valid) sform with the unset qform and
+    # the volume, and its mask, got an identity affine
+    from lightseg_monai.transforms import LoadImaged as OurLoadImaged
+    from lightseg_monai.transforms import SaveImaged
+
+    c, s = np.cos(0.35), np.sin(0.35)
+    affine = np.array([[0.8 * c, -0.9 * s, 0, 12.0], [0.8 * s, 0.9 * c, 0, -7.5], [0, 0, 2.5, 30.0], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(np.random.rand(10, 8, 5).astype(np.float32), None)
+    img.set_sform(affine, code=2)
+    img.set_qform(None, code=0)
+    path = str(tmp_path / "sform_only.nii.gz")
+    nib.save(img, path)
+    assert np.allclose(nib.load(path).affine, affine)  # how the file reads by the standard
+    monai = LoadImaged("image", image_only=True)({"image": path})["image"]
+    assert not np.allclose(np.asarray(monai.affine), affine, atol=1e-4)  # MONAI's reader alone loses it
+    ours = OurLoadImaged("image", image_only=True, ensure_channel_first=True)({"image": path})["image"]
+    np.testing.assert_allclose(np.asarray(ours.affine), affine, atol=1e-5)
+    SaveImaged("image", output_dir=str(tmp_path / "out"), output_postfix="seg", separate_folder=False,
+               print_log=False)({"image": ours})
+    np.testing.assert_allclose(nib.load(tmp_path / "out" / "sform_only_seg.nii.gz").affine, affine, atol=1e-5)
+    # a file with a qform (the usual nibabel save) reads as before
+    both = str(tmp_path / "both.nii.gz")
+    nib.save(nib.Nifti1Image(np.random.rand(10, 8, 5).astype(np.float32), affine), both)
+    again = OurLoadImaged("image", image_only=True)({"image": both})["image"]
+    np.testing.assert_allclose(np.asarray(again.affine), affine, atol=1e-5)
