@@ -404,12 +404,19 @@ def inference_datalist(source: str | Sequence[str]) -> list[dict]:
     ``imagesTs`` folder; or a list of any of these, in which a nested list is one case given as its channel files
     (``[["c1_t1.nii.gz", "c1_t2.nii.gz"], "c2.nii.gz"]``).
 
+    DICOM series folders among the inputs are checked here (:func:`check_dicom_series`, headers only), so that a
+    damaged series stops the run before any mask is written rather than when its turn comes.
+
     Raises:
         ValueError: two inputs would be written to the same output file: the bundles name a mask after its input,
             without folder or extension (``x.nii.gz`` and ``x.nrrd``, or ``a/x.nii.gz`` and ``b/x.nii.gz``, both give
-            ``x_seg``).
+            ``x_seg``); or a DICOM series folder among them is damaged or incomplete.
     """
     items = _inference_items(source)
+    for item in items:
+        for path in item["image"] if isinstance(item["image"], (list, tuple)) else [item["image"]]:
+            if os.path.isdir(path):
+                check_dicom_series(path)
     seen: dict[str, str] = {}
     for item in items:
         path = item["image"]

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 from lightseg_monai.data import check_dicom_series, inference_datalist, load_datalist
@@ -57,10 +59,9 @@ def test_inference_inputs(ds, tmp_path):
     assert len(inference_datalist(os.path.join(ds, "imagesTr"))) == 4
     one = os.path.join(ds, "imagesTs", "test0.nii.gz")
     assert inference_datalist(one) == [{"image": one}]
-    dcm = tmp_path / "series"
-    dcm.mkdir()
-    (dcm / "IM0001").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
-    assert inference_datalist(str(dcm)) == [{"image": str(dcm)}]
+    dcm = str(tmp_path / "series")
+    write_series(dcm, (8, 8, 3))
+    assert inference_datalist(dcm) == [{"image": dcm}]
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="not a supported image file"):
         inference_datalist(str(tmp_path / "notes.txt"))
@@ -316,6 +317,11 @@ def test_check_dicom_series_names_a_truncated_slice_file(tmp_path):
         f.write(data[:300])
     with pytest.raises(ValueError, match=r"brain_003\.dcm ends before its pixel data \(300 bytes: truncated\)"):
         check_dicom_series(folder)
+    # as an inference input, with a good file before it: refused when the list is built, before any mask is written
+    good = str(tmp_path / "good.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.float32), np.eye(4)), good)
+    with pytest.raises(ValueError, match=r"brain_003\.dcm ends before its pixel data"):
+        inference_datalist([good, folder])
 
 
 def test_check_dicom_series_names_the_slices_around_a_missing_one(tmp_path):
