@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -81,6 +82,27 @@ _OWN_IDS = {
     "input": None,
     "validate#dataset#data": None,
 }
+
+
+class _DropInterruptRecords(logging.Filter):
+    """Drops the engines' log records of a Ctrl-C (ignite's "terminating due to exception" line and MONAI's
+    StatsHandler traceback of the KeyboardInterrupt): the CLI ends an interrupted run with one line of its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None and issubclass(record.exc_info[0], KeyboardInterrupt):
+            return False
+        return record.getMessage() != "Engine run is terminating due to exception: "  # a KeyboardInterrupt's empty text
+
+
+def _quiet_interrupts() -> None:
+    """Add :class:`_DropInterruptRecords` to every logging handler (a bundle's logging.conf replaces them per workflow)."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for handler in lg.handlers:
+            if not any(isinstance(f, _DropInterruptRecords) for f in handler.filters):
+                handler.addFilter(_DropInterruptRecords())
 
 
 def check_patch_size(configs: Path, dims_file: str, roi: list[int], overrides: dict | None = None) -> None:
@@ -279,6 +301,7 @@ def run_quickstart(
         _progress(train.trainer, "train")
     curve = _TrainingRecord(train.trainer, time_limit)
     _reset_peak_memory()
+    _quiet_interrupts()
     train.run()
     losses = [float(v) for v in train.trainer.state.output and [o["loss"] for o in train.trainer.state.output]]
     epochs_done = int(train.trainer.state.epoch)
@@ -310,6 +333,7 @@ def run_quickstart(
     ev.initialize()
     if progress:
         _progress(ev.evaluator, "evaluate")
+    _quiet_interrupts()
     ev.run()
     ev.finalize()
     dice = _read_metric_csv(eval_dir / "val_mean_dice_raw.csv")
@@ -334,6 +358,7 @@ def run_quickstart(
     if progress:
         _progress(inf.evaluator, "infer")
     _reset_peak_memory()
+    _quiet_interrupts()
     inf.run()
     inf.finalize()
     timings["infer_s"] = time.time() - t0

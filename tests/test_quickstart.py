@@ -169,3 +169,31 @@ def test_set_overrides_parse():
     with pytest.raises(ValueError, match="ID=VALUE"):
         _parse_overrides(["no_equals_sign"])
     assert main(["quickstart", "out", "--set", "=1"]) == 1  # reported as one error line, exit status 1
+
+
+def test_an_interrupt_is_not_logged_with_a_traceback():
+    # Ctrl-C during the quick start: ignite's "terminating" line and MONAI's StatsHandler traceback came before the CLI's
+    # one line; the filter drops those records and no others
+    import io
+    import logging
+
+    from lightseg_monai.quickstart import _quiet_interrupts
+
+    stream = io.StringIO()
+    logger = logging.getLogger("lightseg_monai.test_interrupt")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        _quiet_interrupts()
+        for exc in (KeyboardInterrupt(), ValueError("a real error")):
+            try:
+                raise exc
+            except BaseException as e:  # noqa: B036
+                logger.error(f"Engine run is terminating due to exception: {e}")
+                logger.exception(f"Exception: {e}")
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "KeyboardInterrupt" not in out and "Engine run is terminating due to exception: \n" not in out
+    assert "Engine run is terminating due to exception: a real error" in out and "ValueError: a real error" in out
