@@ -34,7 +34,13 @@ __all__ = ["HausdorffDistance95mm", "dice_metric", "spacing_of"]
 
 
 def spacing_of(y: torch.Tensor, batch_index: int) -> list[float] | None:
-    """Voxel spacing (mm) of item ``batch_index`` of a (batched or decollated-and-stacked) MetaTensor, else None."""
+    """Voxel spacing (mm) of item ``batch_index`` of a MetaTensor, else None.
+
+    A collated batch (``monai.data.list_data_collate``, the engines' batches) keeps one affine per item. A
+    ``torch.stack`` of decollated items keeps only the first item's affine (MONAI's ``MetaTensor``), so every item
+    would get its spacing: give the metric such items as a list instead (``monai.handlers.from_engine`` does), which
+    :class:`HausdorffDistance95mm` scores one by one with each item's own affine.
+    """
     if not isinstance(y, MetaTensor):
         return None
     affine = y.affine

@@ -10,10 +10,12 @@ handlers add the engine they are attached to under the key ``"trainer"``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 
 import torch
+from ignite.engine import Events
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 __all__ = ["BestModelSaver", "ResumeFromCheckpoint", "TrainingStateSaver", "trained_model_file"]
@@ -94,6 +96,15 @@ class ResumeFromCheckpoint:
     ``CheckpointLoader`` (``torch.load(weights_only=True)``); training continues from the saved epoch up to the
     configured ``max_epochs``.
 
+    - The checkpoint's model must fit the network (the same keys and shapes, extra deep-supervision heads aside): a
+      checkpoint of another bundle or of other settings (``num_classes``, ``in_channels``, ...) is refused when the
+      handler is attached, naming the file and the first differences, instead of failing in the run.
+    - A cosine learning-rate schedule (``CosineAnnealingLR``) keeps the configured length: its saved state holds the
+      ``T_max`` of the first run, so a resume with a larger ``max_epochs`` would restart the cosine from its minimum.
+      Here ``T_max`` stays the configured one and each group's learning rate is set to the cosine's value at the
+      saved epoch, so the rest of the run follows the schedule of the new length (with the same ``max_epochs``
+      nothing changes).
+
     Args:
         path: a checkpoint written by :class:`TrainingStateSaver` (``models/checkpoint_epoch=N.pt``).
         load_dict: objects to restore besides the trainer (model, optimizer, lr_scheduler), keyed as saved.
@@ -131,4 +142,45 @@ class ResumeFromCheckpoint:
                 del load_dict[k]
             if missing:
                 logger.warning(f"{self.path} holds no {missing} (written by an earlier version?): those start afresh.")
+        self._check_model(load_dict)
+        lengths = {k: (o, o.T_max) for k, o in load_dict.items() if isinstance(o, torch.optim.lr_scheduler.CosineAnnealingLR)}
         CheckpointLoader(self.path, dict(load_dict, trainer=engine), map_location=self.map_location).attach(engine)
+        if lengths:  # runs after the loader's STARTED handler (ignite calls handlers in the order they were added)
+            engine.add_event_handler(Events.STARTED, lambda _: _keep_cosine_lengths(lengths))
+
+    def _check_model(self, load_dict: dict) -> None:
+        saved = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
+        for key, obj in load_dict.items():
+            if not isinstance(obj, torch.nn.Module) or not isinstance(saved.get(key), dict):
+                continue
+            want = {_plain(k): tuple(v.shape) for k, v in obj.state_dict().items()}
+            have = {_plain(k): tuple(v.shape) for k, v in saved[key].items() if hasattr(v, "shape")}
+            missing = [k for k in want if k not in have]
+            unexpected = [k for k in have if k not in want and not k.startswith("ds_heads.")]  # dropped when loading
+            shapes = [f"{k} {list(have[k])} vs {list(want[k])}" for k in want if k in have and have[k] != want[k]]
+            if missing or unexpected or shapes:
+                found = [f"{len(shapes)} of another shape (e.g. {shapes[0]})"] if shapes else []
+                found += [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
+                found += [f"{len(unexpected)} not in this network (e.g. {unexpected[0]})"] if unexpected else []
+                raise ValueError(
+                    f"resume_ckpt {self.path}: its {key!r} does not fit this bundle's network ({'; '.join(found)}). "
+                    "Resume from a checkpoint of this bundle with the same settings (num_classes, in_channels, "
+                    "spatial_dims, network variant), or start a new training."
+                )
+
+
+def _plain(key: str) -> str:
+    return key[len("module."):] if key.startswith("module.") else key  # DistributedDataParallel's prefix
+
+
+def _keep_cosine_lengths(lengths: dict) -> None:
+    for key, (scheduler, t_max) in lengths.items():
+        if scheduler.T_max == t_max:
+            continue
+        logger.info(f"{key}: the checkpoint's cosine schedule ran over {scheduler.T_max} epochs; continuing it over "
+                    f"the configured {t_max}")
+        scheduler.T_max = t_max
+        factor = (1 + math.cos(math.pi * scheduler.last_epoch / t_max)) / 2
+        for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * factor
+        scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
