@@ -85,6 +85,7 @@ _GAP_FACTOR = 1.5  # a step this many times the usual one: slice(s) missing
 _GRID_SHARE = 0.1
 _DEFER_BYTES = 1024  # values longer than this (the pixel data) are skipped, their length and offset kept
 _UNDEFINED_LENGTH = 0xFFFFFFFF  # encapsulated (compressed) pixel data
+_DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
 _MAX_LISTED = 5  # problems named in one error
 
 
@@ -133,7 +134,9 @@ def _read_dicom_header(path: str) -> tuple[dict | None, str | None]:
             return None, None
         return None, f"ends before its pixel data ({size} bytes: truncated)"
     length, start = getattr(pixels, "length", None), getattr(pixels, "value_tell", None)
-    if length is not None and start is not None and length != _UNDEFINED_LENGTH and start + length > size:
+    # a deflated data set is inflated in memory: its offsets are not the file's
+    deflated = _raw_text(ds.file_meta, "TransferSyntaxUID") == _DEFLATED
+    if not deflated and length is not None and start is not None and length != _UNDEFINED_LENGTH and start + length > size:
         return None, f"is truncated (its pixel data declares {length} bytes, the file holds {max(size - start, 0)})"
     header = {
         "series": tuple(_raw_text(ds, k) for k in _SERIES_KEYS),

@@ -91,7 +91,8 @@ class _DropInterruptRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[0] is not None and issubclass(record.exc_info[0], KeyboardInterrupt):
             return False
-        return record.getMessage() != "Engine run is terminating due to exception: "  # a KeyboardInterrupt's empty text
+        # a KeyboardInterrupt's empty text; record.msg, not getMessage(): formatting a bad record here would raise
+        return str(record.msg) != "Engine run is terminating due to exception: "
 
 
 def _quiet_interrupts() -> None:

@@ -162,8 +162,14 @@ class LoadImaged(_MonaiLoadImaged):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._loader = _NamingLoader(self._loader)
-        if inspect.signature(_MonaiLoadImaged.__init__).bind(self, *args, **kwargs).arguments.get("reader") is None:
-            self.register(NibabelReader())  # the last registered reader is tried first
+        bound = inspect.signature(_MonaiLoadImaged.__init__).bind(self, *args, **kwargs).arguments
+        if bound.get("reader") is None:
+            # the last registered reader is tried first; with the reader options MONAI gives its default readers
+            try:
+                reader = NibabelReader(*bound.get("args", ()), **bound.get("kwargs", {}))
+            except TypeError:  # options for another reader only (MONAI's fallback too)
+                reader = NibabelReader()
+            self.register(reader)
 
     def register(self, reader) -> None:
         self._loader._inner.register(reader)

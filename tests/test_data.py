@@ -365,3 +365,22 @@ def test_check_dicom_series_allows_rounding_but_not_a_misplaced_slice(tmp_path):
     move(1.2)  # 30% of a step: one step 6.5 mm, the next 3.5 mm
     with pytest.raises(ValueError, match=r"uneven slice spacing \(steps from 3\.500 to 6\.500 mm\): brain_004\.dcm"):
         check_dicom_series(folder)
+
+
+def test_check_dicom_series_passes_a_deflated_series(tmp_path):
+    # a deflated data set is inflated in memory by pydicom: its pixel data offsets are not the file's, and every file
+    # was reported as truncated
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    folder, files = _dicom_series(tmp_path, slices=4)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    check_dicom_series(folder)
+    with open(files[1], "r+b") as f:  # a damaged deflated file is still named
+        f.truncate(200)
+    with pytest.raises(ValueError, match=r"brain_002\.dcm"):
+        check_dicom_series(folder)

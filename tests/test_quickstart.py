@@ -197,3 +197,21 @@ def test_an_interrupt_is_not_logged_with_a_traceback():
     out = stream.getvalue()
     assert "KeyboardInterrupt" not in out and "Engine run is terminating due to exception: \n" not in out
     assert "Engine run is terminating due to exception: a real error" in out and "ValueError: a real error" in out
+
+
+def test_the_interrupt_filter_leaves_a_bad_log_call_to_logging():
+    # the filter reads record.msg: formatting a record with wrong arguments in it would raise at the caller's line
+    import io
+    import logging
+
+    from lightseg_monai.quickstart import _DropInterruptRecords
+
+    handler = logging.StreamHandler(io.StringIO())
+    handler.addFilter(_DropInterruptRecords())
+    logger = logging.getLogger("lightseg_monai.test_bad_record")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.error("value %d", "not a number")  # logging reports the bad call itself, and the program goes on
+    finally:
+        logger.removeHandler(handler)

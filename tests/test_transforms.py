@@ -282,3 +282,17 @@ def test_a_nifti_with_an_sform_and_no_qform_keeps_its_geometry(tmp_path):
     nib.save(nib.Nifti1Image(np.random.rand(10, 8, 5).astype(np.float32), affine), both)
     again = OurLoadImaged("image", image_only=True)({"image": both})["image"]
     np.testing.assert_allclose(np.asarray(again.affine), affine, atol=1e-5)
+
+
+def test_load_imaged_passes_reader_options_to_its_nifti_reader(tmp_path):
+    # the sform-keeping NibabelReader registered by LoadImaged gets the options MONAI gives its default readers
+    from lightseg_monai.transforms import LoadImaged as OurLoadImaged
+
+    path = str(tmp_path / "flipped.nii.gz")
+    nib.save(nib.Nifti1Image(np.arange(24, dtype=np.float32).reshape(2, 3, 4, 1), np.diag([-1.0, -1.0, 2.0, 1.0])), path)
+    for kwargs in ({"as_closest_canonical": True}, {"squeeze_non_spatial_dims": True}, {}):
+        ours = OurLoadImaged("image", image_only=True, **kwargs)({"image": path})["image"]
+        theirs = LoadImaged("image", image_only=True, **kwargs)({"image": path})["image"]
+        assert ours.shape == theirs.shape, kwargs
+        torch.testing.assert_close(ours.as_tensor(), theirs.as_tensor())
+        np.testing.assert_allclose(np.asarray(ours.affine), np.asarray(theirs.affine))
