@@ -132,7 +132,8 @@ class NibabelReader(_MonaiNibabelReader):
 
 def _restore_sform_only_affine(img) -> None:
     filename = img.get_filename()
-    if filename is None:
+    # MONAI's correction keeps both codes, so the header read already tells the rare case that needs the file's own
+    if filename is None or int(img.header["sform_code"]) <= 0 or int(img.header["qform_code"]) != 0:
         return
     header = nib.load(filename).header  # the file's own header (lazy: the data is not read)
     if int(header["sform_code"]) <= 0 or int(header["qform_code"]) != 0:

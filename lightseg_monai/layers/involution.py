@@ -233,9 +233,13 @@ class Involution(nn.Module):
         self.reduce = conv_norm_act(spatial_dims, channels, channels // reduction, 1, norm=norm, act=act, bias=False)
         self.span = Conv[Conv.CONV, spatial_dims](channels // reduction, self.taps * self.groups, kernel_size=1)
 
+    def kernel_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The kernel-generating branch's output, ``(B, G * K^d, *out_spatial)`` (group-major)."""
+        return self.span(self.reduce(self.pool(x)))
+
     def kernel(self, x: torch.Tensor) -> torch.Tensor:
         """Per-position kernels, ``(B, G, K^d, *out_spatial)``."""
-        w = self.span(self.reduce(self.pool(x)))
+        w = self.kernel_map(x)
         return w.reshape([w.shape[0], self.groups, self.taps] + list(w.shape[2:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -310,9 +314,9 @@ class ResidualInvolutionBlock(nn.Module):
             # which commutes with the 1x1 conv and with dropout's mask (conv(w * x) = w * conv(x)); the block becomes
             # one conv and one fused multiply-add, x + w * dropout(conv(x)), and the product map is never written (full
             # resolution in RDIU-Net). Dropout draws the same mask from the same random stream as on the product.
-            # (B, 1, *S): kernel(x) flattened, taken before its reshape so that a trace (ONNX export with a dynamic
-            # batch) keeps the static channel count, which the norm after the block needs
-            w = inv.span(inv.reduce(inv.pool(x))).to(x.dtype)
+            # (B, 1, *S): kernel(x) before its reshape, so that a trace (ONNX export with a dynamic batch) keeps the
+            # static channel count, which the norm after the block needs
+            w = inv.kernel_map(x).to(x.dtype)
             return torch.addcmul(x, self.dropout(self.conv(x)), w)
         return x + self.dropout(self.conv(self.involution(x)))
 
